@@ -1,0 +1,1 @@
+"""Broadcast: new rows from the ring -> encoded messages -> WebSocket clients."""

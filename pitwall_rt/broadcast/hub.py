@@ -1,0 +1,251 @@
+"""The WebSocket hub: one encode per tick, the same bytes to every client.
+
+Every ``BATCH_MS`` the hub reads the rows that arrived since its cursor,
+builds one ``telemetry_update`` per distinct subscription (decimated for
+display, or full rate), frames it once, and writes that frame to each client's
+transport without awaiting anything. A client is never awaited, so a slow one
+can't delay the others.
+
+Backpressure policy (DESIGN.md): a client whose unsent bytes (its transport's
+write buffer) would pass ``MAX_WS_BUFFER`` gets no frame this tick; the drop
+is counted and the client is marked for resync. When its buffer is back
+under half the limit it first gets a snapshot (the newest point of every
+chassis), then the live stream again. A client stuck over the limit for
+``WS_STUCK_S`` is closed with 1013 (try again later). Memory per client is
+thus bounded by ``MAX_WS_BUFFER`` plus one frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from ..points import decimate, rows_to_points
+from ..ring import RingBuffer
+from ..schema import empty_rows
+from ..validate import Tables
+from .frames import text_frame
+from .subscription import Subscription
+
+log = logging.getLogger(__name__)
+
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class Transport(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def is_closing(self) -> bool: ...
+
+
+class Client:
+    """One connected WebSocket: its transport, subscription and drop state."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        close: Callable[[int, str], None],
+        subscription: Subscription | None = None,
+    ) -> None:
+        self.transport = transport
+        self.subscription = subscription or Subscription()
+        self.dropped = 0
+        self.stuck_since: float | None = None
+        self.needs_resync = False
+        self.closing = False
+        self._close = close
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self._close(code, reason)
+
+
+@dataclass
+class HubStats:
+    ticks: int = 0
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_dropped: int = 0
+    clients_closed_slow: int = 0
+    clients_total: int = 0
+    points_lost: int = 0  # overwritten in the ring before the hub read them
+    last_tick_ms: float = 0.0
+    max_tick_ms: float = 0.0
+
+
+class Hub:
+    """Owns the client set and the broadcast tick."""
+
+    def __init__(
+        self,
+        ring: RingBuffer,
+        tables: Tables,
+        *,
+        max_buffer_bytes: int,
+        max_points_per_chassis: int,
+        stuck_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ring = ring
+        self.tables = tables
+        self.max_buffer_bytes = max_buffer_bytes
+        self.max_points = max_points_per_chassis
+        self.stuck_s = stuck_s
+        self.clock = clock
+        self.clients: set[Client] = set()
+        self.stats = HubStats()
+        self.cursor = ring.written
+        self._latest = empty_rows(tables.chassis.capacity)
+        self._has_latest = np.zeros(tables.chassis.capacity, dtype=bool)
+
+    # -- clients ----------------------------------------------------------
+
+    def add(self, client: Client) -> None:
+        """Register a client and send it the newest state to start from."""
+        self.clients.add(client)
+        self.stats.clients_total += 1
+        if "telemetry" in client.subscription.channels:
+            self._write(client, self._snapshot_frame(client.subscription))
+
+    def remove(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    # -- the tick -----------------------------------------------------------
+
+    def tick(self) -> None:
+        """Read new rows, send them to every client that wants them, police
+        slow clients. Synchronous: nothing here awaits a client."""
+        started = time.perf_counter()
+        read = self.ring.read_since(self.cursor)
+        self.cursor = read.cursor
+        self.stats.points_lost += read.missed
+        if len(read.rows):
+            self._remember_latest(read.rows)
+            self._broadcast_telemetry(read.rows)
+        self._police(self.clock())
+        self.stats.ticks += 1
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.stats.last_tick_ms = elapsed_ms
+        self.stats.max_tick_ms = max(self.stats.max_tick_ms, elapsed_ms)
+
+    def publish(self, channel: str, message: dict[str, Any]) -> None:
+        """Send one message (insight_update, alert) to the clients on ``channel``.
+
+        Same drop policy as telemetry: a client over its buffer misses it and
+        is resynced (the latest insights are always in ``/api/insights``).
+        """
+        frame = text_frame(orjson.dumps(message))
+        for client in list(self.clients):
+            if channel in client.subscription.channels:
+                self._offer(client, frame)
+
+    async def run(self, interval_s: float) -> None:
+        """Tick every ``interval_s`` on a fixed schedule (no drift) until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += interval_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            try:
+                self.tick()
+            except Exception:  # a bug in one tick must not stop the stream
+                log.exception("broadcast tick failed")
+            if loop.time() - next_at > interval_s:
+                next_at = loop.time()  # fell a whole tick behind: don't burst
+
+    # -- internals ----------------------------------------------------------
+
+    def _remember_latest(self, rows: np.ndarray) -> None:
+        ids = rows["chassis"]
+        # np.unique on the reversed ids gives each chassis' last occurrence.
+        unique, first_from_end = np.unique(ids[::-1], return_index=True)
+        last = len(ids) - 1 - first_from_end
+        self._latest[unique] = rows[last]
+        self._has_latest[unique] = True
+
+    def _broadcast_telemetry(self, rows: np.ndarray) -> None:
+        groups: dict[tuple[frozenset[str] | None, bool], list[Client]] = {}
+        for client in self.clients:
+            if "telemetry" in client.subscription.channels and not client.closing:
+                groups.setdefault(client.subscription.group_key, []).append(client)
+        if not groups:
+            return
+        decimated: np.ndarray | None = None
+        for (chassis, full_rate), members in groups.items():
+            if full_rate:
+                selected = rows
+            else:
+                if decimated is None:
+                    decimated = rows[decimate(rows["chassis"], self.max_points)]
+                selected = decimated
+            selected = self._filter_chassis(selected, chassis)
+            if not len(selected):
+                continue
+            frame = self._telemetry_frame(selected)
+            for client in members:
+                self._offer(client, frame)
+
+    def _filter_chassis(self, rows: np.ndarray, chassis: frozenset[str] | None) -> np.ndarray:
+        if chassis is None:
+            return rows
+        ids = [i for i in map(self.tables.chassis.lookup, chassis) if i is not None]
+        return rows[np.isin(rows["chassis"], ids)]
+
+    def _telemetry_frame(self, rows: np.ndarray, **extra: Any) -> bytes:
+        points = rows_to_points(rows, self.tables.chassis, self.tables.track)
+        message = {"type": "telemetry_update", "points": points, **extra}
+        return text_frame(orjson.dumps(message))
+
+    def _snapshot_frame(self, subscription: Subscription) -> bytes:
+        rows = self._filter_chassis(self._latest[self._has_latest], subscription.chassis)
+        return self._telemetry_frame(rows, snapshot=True)
+
+    def _offer(self, client: Client, frame: bytes) -> None:
+        if client.closing or client.transport.is_closing():
+            return
+        pending = client.transport.get_write_buffer_size()
+        if pending + len(frame) > self.max_buffer_bytes:
+            client.dropped += 1
+            client.needs_resync = True
+            self.stats.frames_dropped += 1
+            if client.stuck_since is None:
+                client.stuck_since = self.clock()
+            return
+        if client.needs_resync:
+            if pending > self.max_buffer_bytes // 2:
+                client.dropped += 1
+                self.stats.frames_dropped += 1
+                return
+            client.needs_resync = False
+            self._write(client, self._snapshot_frame(client.subscription))
+        client.stuck_since = None
+        self._write(client, frame)
+
+    def _write(self, client: Client, frame: bytes) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            client.transport.write(frame)
+            self.stats.frames_sent += 1
+            self.stats.bytes_sent += len(frame)
+
+    def _police(self, now: float) -> None:
+        for client in list(self.clients):
+            if client.stuck_since is None or client.closing:
+                continue
+            if client.transport.get_write_buffer_size() <= self.max_buffer_bytes // 2:
+                client.stuck_since = None
+            elif now - client.stuck_since > self.stuck_s:
+                self.stats.clients_closed_slow += 1
+                log.warning("closing WebSocket client stuck for %.1f s", now - client.stuck_since)
+                client.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
+                self.clients.discard(client)

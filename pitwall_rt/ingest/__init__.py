@@ -1,0 +1,1 @@
+"""Ingest: every source (UDP, HTTP, demo, S3, F1 game) ends in ``Ingestor``."""

@@ -1,0 +1,109 @@
+"""A preallocated numpy ring buffer of stored points.
+
+The ring is the one place recent telemetry lives. It is allocated once at
+start-up (``capacity`` rows of ``POINT_DTYPE``) and never grows: a burst
+larger than the ring overwrites the oldest rows and is counted, so memory is
+bounded by configuration whatever the traffic.
+
+Positions are absolute sequence numbers: the n-th point ever written has
+sequence n, and lives at ``n % capacity`` while it survives. A consumer keeps
+the sequence it has read up to (its cursor); ``read_since`` returns what came
+after and how many points were overwritten before the consumer got to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .schema import POINT_DTYPE
+
+
+@dataclass(frozen=True)
+class SinceRead:
+    """Rows newer than a cursor, the cursor to use next time, and how many
+    points the reader missed because they were overwritten first."""
+
+    rows: np.ndarray
+    cursor: int
+    missed: int
+
+
+class RingBuffer:
+    """Fixed-capacity store of the newest points, written in vectorised batches."""
+
+    def __init__(self, capacity: int, dtype: np.dtype = POINT_DTYPE) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._data = np.zeros(capacity, dtype=dtype)
+        self._written = 0
+
+    @property
+    def written(self) -> int:
+        """Total points ever written; also the sequence of the next point."""
+        return self._written
+
+    @property
+    def size(self) -> int:
+        """Points currently held."""
+        return min(self._written, self.capacity)
+
+    @property
+    def overwritten(self) -> int:
+        """Points pushed out of the ring by newer ones."""
+        return max(0, self._written - self.capacity)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append a batch: at most two slice copies, no per-row work.
+
+        A batch longer than the ring keeps only its newest ``capacity`` rows
+        (the rest count as written and overwritten at once).
+        """
+        n = len(rows)
+        if n == 0:
+            return
+        if n > self.capacity:
+            self._written += n - self.capacity
+            rows = rows[n - self.capacity :]
+            n = self.capacity
+        start = self._written % self.capacity
+        first = min(n, self.capacity - start)
+        self._data[start : start + first] = rows[:first]
+        if first < n:
+            self._data[: n - first] = rows[first:]
+        self._written += n
+
+    def _copy_range(self, begin: int, end: int) -> np.ndarray:
+        """Copy of sequences [begin, end), which must all still be held."""
+        n = end - begin
+        if n <= 0:
+            return self._data[:0].copy()
+        start = begin % self.capacity
+        if start + n <= self.capacity:
+            return self._data[start : start + n].copy()
+        head = self._data[start:]
+        return np.concatenate((head, self._data[: n - len(head)]))
+
+    def newest(self, n: int) -> np.ndarray:
+        """The newest ``n`` points (fewer if the ring holds fewer), oldest first."""
+        n = max(0, min(n, self.size))
+        return self._copy_range(self._written - n, self._written)
+
+    def read_since(self, cursor: int) -> SinceRead:
+        """Points written at or after sequence ``cursor``.
+
+        A cursor older than the oldest held point returns everything held and
+        reports the gap as ``missed``; a cursor from the future (a consumer
+        bug, or a ring replaced underneath it) reads nothing.
+        """
+        oldest = self._written - self.size
+        cursor = min(cursor, self._written)
+        missed = max(0, oldest - cursor)
+        begin = max(cursor, oldest)
+        return SinceRead(self._copy_range(begin, self._written), self._written, missed)

@@ -1,0 +1,138 @@
+"""The telemetry point: canonical fields, aliases, limits and the stored dtype.
+
+Every interface (UDP, HTTP, S3, demo, F1 game) speaks the same field names,
+listed in DESIGN.md. A stored point is one row of ``POINT_DTYPE``; strings
+(chassis, track) are interned to small integers by a bounded ``StringTable``
+so the ring buffer stays a fixed-size numpy array whatever the traffic.
+
+Missing numeric fields are stored as NaN. Integer fields (lap, gear) are kept
+as float64 too, so NaN can mean "absent"; they are written back as JSON ints.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+# Numeric fields in the order they are stored and validated. Units follow the
+# names: km/h, metres, G (+x accelerating, +y left), degrees, bar, rpm, percent.
+NUMERIC_FIELDS: Final = (
+    "lap",
+    "lapdist_m",
+    "speed_kmh",
+    "accx_can",
+    "accy_can",
+    "Steering_Angle",
+    "pbrake_f",
+    "pbrake_r",
+    "rpm",
+    "throttle_pct",
+    "gear",
+)
+INT_FIELDS: Final = frozenset({"lap", "gear"})
+
+# Alias -> canonical name, as accepted on every interface (DESIGN.md).
+ALIASES: Final = {
+    "vehicle_id": "chassis",
+    "speed": "speed_kmh",
+    "nmot": "rpm",
+    "aps": "throttle_pct",
+}
+ALIAS_OF: Final = {canon: alias for alias, canon in ALIASES.items()}
+
+# Inclusive physical limits. A value outside is "physically impossible" and
+# rejects the point. Ranges are generous where real sensors overshoot a little
+# (throttle over 100 %, a few bar of negative brake-pressure offset).
+LIMITS: Final[dict[str, tuple[float, float]]] = {
+    "lap": (0, 100_000),
+    "lapdist_m": (-100.0, 100_000.0),
+    "speed_kmh": (0.0, 500.0),
+    "accx_can": (-10.0, 10.0),
+    "accy_can": (-10.0, 10.0),
+    "Steering_Angle": (-1080.0, 1080.0),
+    "pbrake_f": (-10.0, 500.0),
+    "pbrake_r": (-10.0, 500.0),
+    "rpm": (0.0, 30_000.0),
+    "throttle_pct": (-5.0, 110.0),
+    "gear": (-1, 12),
+}
+
+MAX_NAME_LEN: Final = 64
+"""Longest accepted chassis or track name, in characters."""
+
+# Where a point came from, stored per row as a small int.
+SOURCES: Final = ("udp", "http", "demo", "s3", "f1", "replay")
+SOURCE_ID: Final = {name: i for i, name in enumerate(SOURCES)}
+
+POINT_DTYPE: Final = np.dtype(
+    [
+        ("t", "f8"),  # sample time, epoch seconds UTC (meta_time)
+        ("recv_t", "f8"),  # when the server accepted it, epoch seconds
+        ("chassis", "i4"),  # index into the chassis StringTable
+        ("track", "i4"),  # index into the track StringTable; 0 = unknown
+        ("source", "u1"),  # index into SOURCES
+    ]
+    + [(name, "f8") for name in NUMERIC_FIELDS]
+)
+
+
+class TableFullError(Exception):
+    """Raised when a StringTable would grow past its configured capacity."""
+
+
+class StringTable:
+    """Interns names to dense small ints, with a hard capacity.
+
+    The capacity keeps memory bounded when a hostile sender invents a new
+    chassis name for every datagram: past it, points with new names are
+    rejected instead of growing the table.
+    """
+
+    def __init__(self, capacity: int, reserved: tuple[str, ...] = ()) -> None:
+        self.capacity = capacity
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._array = np.empty(0, dtype=object)
+        self.lookup = self._ids.get
+        """name -> id or None; a bound dict method, cheap enough to map over a batch."""
+        for name in reserved:
+            self.intern(name)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def get(self, name: str) -> int | None:
+        return self._ids.get(name)
+
+    def intern(self, name: str) -> int:
+        """Return the id for ``name``, adding it if there is room."""
+        found = self._ids.get(name)
+        if found is not None:
+            return found
+        if len(self._names) >= self.capacity:
+            raise TableFullError(name)
+        new_id = len(self._names)
+        self._ids[name] = new_id
+        self._names.append(name)
+        self._array = np.array(self._names, dtype=object)
+        return new_id
+
+    def name(self, ident: int) -> str:
+        return self._names[ident]
+
+    def names(self, ids: np.ndarray) -> np.ndarray:
+        """Vectorised id -> name lookup (object array of str)."""
+        return self._array[ids]
+
+    def items(self) -> list[tuple[int, str]]:
+        return list(enumerate(self._names))
+
+
+def empty_rows(n: int) -> np.ndarray:
+    """A fresh block of ``n`` rows with every numeric field NaN."""
+    rows = np.empty(n, dtype=POINT_DTYPE)
+    for name in NUMERIC_FIELDS:
+        rows[name] = np.nan
+    rows["track"] = 0
+    return rows

@@ -1,0 +1,76 @@
+"""The server's lifecycle: serve -> start-up -> run until a signal -> shut down.
+
+Shutdown, in order, within about two seconds:
+1. stop ingest: close the UDP endpoint and ingest what it already received;
+2. flush: one last broadcast tick so clients get every accepted point;
+3. close WebSocket clients with 1001 (going away) and stop the HTTP site;
+4. tear down the rest (broadcast task, demo) in reverse start-up order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from .config import Settings
+from .web.app import create_app, stop_udp
+from .web.keys import HUB, UDP
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 1.0
+
+
+def install_loop(choice: str) -> str:
+    """Pick the event loop implementation by name; returns the one in use."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return "uvloop"
+    return "asyncio"
+
+
+async def serve(settings: Settings, demo: bool = False) -> None:
+    app = create_app(settings, demo=demo)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.HOST, settings.PORT, reuse_address=True)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        _announce(runner, app, settings, demo)
+        await stop.wait()
+        log.info("shutting down")
+        stop_udp(app)
+        app[HUB].tick()
+    finally:
+        await runner.cleanup()
+
+
+def _announce(runner: web.AppRunner, app: web.Application, settings: Settings, demo: bool) -> None:
+    ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
+    http_port = ports[0] if ports else settings.PORT
+    udp = app[UDP].transport
+    udp_port = udp.get_extra_info("sockname")[1] if udp is not None else settings.UDP_PORT
+    log.info(
+        "pitwall-rt listening on http://%s:%d (WebSocket %s, UDP %d)%s",
+        settings.HOST,
+        http_port,
+        settings.WS_PATH,
+        udp_port,
+        " with demo" if demo else "",
+    )
+    print(f"pitwall-rt ready: http://localhost:{http_port}  udp:{udp_port}", flush=True)

@@ -1,0 +1,360 @@
+"""Validation of decoded points: Python objects in, stored rows and reasons out.
+
+Pure and batch-shaped: a datagram flush or an HTTP body is validated as one
+batch, column by column, so the per-point Python work is a few C-level
+``map`` calls per field instead of a loop with branches. Only a field whose
+values are not all of a clean type (a string where a number belongs, a bool,
+a NaN) falls back to a per-value check, and only for that field.
+
+Each rejected point gets one reason code, the first failing check in field
+order; codes are a small fixed set (``bad_type:<field>`` ...) so counters
+keyed on them stay bounded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from .schema import (
+    ALIAS_OF,
+    INT_FIELDS,
+    LIMITS,
+    MAX_NAME_LEN,
+    NUMERIC_FIELDS,
+    StringTable,
+    TableFullError,
+    empty_rows,
+)
+
+_NONE = type(None)
+_NUMBER_TYPES = frozenset({int, float, _NONE})
+_EPOCH_MS_THRESHOLD = 1e11  # epoch seconds pass this in the year 5138; above it means ms
+
+_get = dict.get
+
+
+@dataclass
+class Rejection:
+    """One rejected point: its index in the batch, a reason code and a message."""
+
+    index: int
+    reason: str
+    message: str
+
+
+@dataclass
+class Validated:
+    """The outcome of validating one batch.
+
+    ``rows`` holds the accepted points in input order; ``reasons`` counts the
+    rejected ones by code; ``first_errors`` keeps readable messages for the
+    first few, which is what a sender needs to fix its data.
+    """
+
+    rows: np.ndarray
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    first_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Tables:
+    """The interning tables a batch writes names into."""
+
+    chassis: StringTable
+    track: StringTable
+
+
+class _Rejector:
+    """Collects per-point reject codes for a batch, first reason wins."""
+
+    def __init__(self, n: int, max_messages: int) -> None:
+        self.bad = np.zeros(n, dtype=bool)
+        self.codes: list[str] = []
+        self.code_of = np.full(n, -1, dtype=np.int32)
+        self.messages: dict[int, str] = {}
+        self.max_messages = max_messages
+
+    def mark(self, mask: np.ndarray, code: str, message: Any = None) -> None:
+        fresh = mask & ~self.bad
+        if not fresh.any():
+            return
+        self.bad |= fresh
+        self.code_of[fresh] = len(self.codes)
+        self.codes.append(code)
+        if message is not None and len(self.messages) < self.max_messages:
+            for i in np.flatnonzero(fresh)[: self.max_messages]:
+                self.messages.setdefault(int(i), message(int(i)))
+
+    def mark_one(self, index: int, code: str, message: str) -> None:
+        mask = np.zeros(self.bad.shape, dtype=bool)
+        mask[index] = True
+        self.mark(mask, code, lambda _i: message)
+
+
+def validate_points(
+    points: list[Any],
+    tables: Tables,
+    now_s: float,
+    max_messages: int = 5,
+) -> Validated:
+    """Validate decoded JSON values into stored rows.
+
+    ``now_s`` is the server time used for points without ``meta_time`` and
+    stored as every row's ``recv_t``.
+    """
+    n = len(points)
+    rows = empty_rows(n)
+    if n == 0:
+        return Validated(rows=rows)
+    rej = _Rejector(n, max_messages)
+    if set(map(type, points)) != {dict}:
+        points = _mark_non_objects(points, rej)
+    chassis, chassis_kinds = _column(points, "chassis")
+    _check_names(chassis, chassis_kinds, "chassis", rej, required=True)
+    _fill_numeric(points, rows, rej)
+    _fill_time(points, rows, rej, now_s)
+    track, track_kinds = _column(points, "track")
+    if track_kinds != {_NONE}:
+        _check_names(track, track_kinds, "track", rej, required=False)
+        _intern_names(track, rows, rej, "track", tables.track)
+    _intern_names(chassis, rows, rej, "chassis", tables.chassis)
+    rows["recv_t"] = now_s
+    return _finish(rows, rej)
+
+
+def _finish(rows: np.ndarray, rej: _Rejector) -> Validated:
+    if not rej.bad.any():
+        return Validated(rows=rows)
+    counts = np.bincount(rej.code_of[rej.bad], minlength=len(rej.codes))
+    reasons = {code: int(c) for code, c in zip(rej.codes, counts, strict=True) if c}
+    messages = [f"point {i}: {msg}" for i, msg in sorted(rej.messages.items())]
+    return Validated(
+        rows=rows[~rej.bad],
+        rejected=int(rej.bad.sum()),
+        reasons=reasons,
+        first_errors=messages[: rej.max_messages],
+    )
+
+
+def _mark_non_objects(points: list[Any], rej: _Rejector) -> list[Any]:
+    """Reject non-dict entries and swap them for empty dicts so columns line up."""
+    not_dict = np.fromiter((type(p) is not dict for p in points), dtype=bool, count=len(points))
+    rej.mark(not_dict, "not_object", lambda i: f"not a JSON object ({type(points[i]).__name__})")
+    return [p if type(p) is dict else {} for p in points]
+
+
+def _column(points: list[dict[str, Any]], name: str) -> tuple[list[Any], set[type]]:
+    """Values of ``name`` (or its alias) per point, None where absent, and the
+    set of their types (the cheap test that picks the fast path)."""
+    values = list(map(_get, points, repeat(name)))
+    kinds = set(map(type, values))
+    alias = ALIAS_OF.get(name)
+    if alias is not None and _NONE in kinds:
+        alias_values = list(map(_get, points, repeat(alias)))
+        alias_kinds = set(map(type, alias_values))
+        if alias_kinds != {_NONE}:
+            values = [a if v is None else v for v, a in zip(values, alias_values, strict=True)]
+            kinds = set(map(type, values))
+    return values, kinds
+
+
+def _fill_numeric(points: list[dict[str, Any]], rows: np.ndarray, rej: _Rejector) -> None:
+    for name in NUMERIC_FIELDS:
+        values, kinds = _column(points, name)
+        if kinds == {_NONE}:
+            continue
+        if not kinds <= _NUMBER_TYPES:
+            values = _mark_bad_types(values, name, rej)
+            kinds = set(map(type, values))
+        try:
+            column = np.array(values, dtype=np.float64)
+        except OverflowError:
+            values = _mark_huge(values, name, rej)
+            column = np.array(values, dtype=np.float64)
+        if float in kinds:
+            _mark_nan(values, kinds, column, name, rej)
+        _mark_outside(column, name, rej)
+        rows[name] = column
+
+
+def _mark_nan(
+    values: list[Any], kinds: set[type], column: np.ndarray, name: str, rej: _Rejector
+) -> None:
+    """A NaN that was sent (not a None that became NaN) is a bad value.
+
+    JSON can't carry NaN, but points built in Python (CSV, replay) can."""
+    nans = np.count_nonzero(np.isnan(column))
+    if nans == 0 or (_NONE in kinds and nans == values.count(None)):
+        return
+    sent_nan = np.fromiter(
+        (isinstance(v, float) and math.isnan(v) for v in values), bool, len(values)
+    )
+    rej.mark(sent_nan, f"out_of_range:{name}", lambda _i: f"{name} is NaN")
+
+
+def _mark_outside(column: np.ndarray, name: str, rej: _Rejector) -> None:
+    lo, hi = LIMITS[name]
+    with np.errstate(invalid="ignore"):
+        inside = (column >= lo) & (column <= hi)
+    outside = ~inside & ~np.isnan(column)
+    if outside.any():
+        rej.mark(
+            outside,
+            f"out_of_range:{name}",
+            lambda i: f"{name}={float(column[i]):g} outside [{lo:g}, {hi:g}]",
+        )
+    if name in INT_FIELDS:
+        fractional = inside & (column != np.floor(column))
+        if fractional.any():
+            rej.mark(fractional, f"bad_type:{name}", lambda _i: f"{name} must be an integer")
+
+
+def _mark_bad_types(values: list[Any], name: str, rej: _Rejector) -> list[Any]:
+    bad = np.fromiter((type(v) not in _NUMBER_TYPES for v in values), bool, len(values))
+    rej.mark(
+        bad,
+        f"bad_type:{name}",
+        lambda i: f"{name} must be a number, got {type(values[i]).__name__}",
+    )
+    return [None if b else v for v, b in zip(values, bad.tolist(), strict=True)]
+
+
+def _mark_huge(values: list[Any], name: str, rej: _Rejector) -> list[Any]:
+    huge = np.fromiter((type(v) is int and abs(v) > 2**62 for v in values), bool, len(values))
+    rej.mark(huge, f"out_of_range:{name}", lambda _i: f"{name} is out of range")
+    return [None if h else v for v, h in zip(values, huge.tolist(), strict=True)]
+
+
+def _fill_time(
+    points: list[dict[str, Any]], rows: np.ndarray, rej: _Rejector, now_s: float
+) -> None:
+    values = list(map(_get, points, repeat("meta_time")))
+    kinds = set(map(type, values))
+    if kinds == {_NONE}:
+        rows["t"] = now_s
+        return
+    if kinds <= _NUMBER_TYPES:
+        seconds = np.array(values, dtype=np.float64)
+    else:
+        seconds = np.array([_time_value(v) for v in values], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        seconds = np.where(seconds > _EPOCH_MS_THRESHOLD, seconds / 1000.0, seconds)
+        bad = (seconds <= 0) | np.isinf(seconds) | (seconds > _EPOCH_MS_THRESHOLD)
+    if _NONE in kinds:
+        present = np.fromiter((v is not None for v in values), bool, len(values))
+    else:
+        present = np.ones(len(values), dtype=bool)
+    bad |= present & np.isnan(seconds)
+    rej.mark(
+        bad,
+        "bad_value:meta_time",
+        lambda i: f"meta_time {values[i]!r} is not ISO-8601 or epoch seconds",
+    )
+    rows["t"] = np.where(present, seconds, now_s)
+
+
+def _time_value(value: Any) -> float:
+    """One meta_time as epoch seconds; NaN when it can't be read."""
+    if value is None:
+        return math.nan
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    if kind is str:
+        return _parse_iso(value)
+    return math.nan
+
+
+@lru_cache(maxsize=4096)
+def _parse_iso(text: str) -> float:
+    """ISO-8601 to epoch seconds; naive times are UTC. Cached: loggers batch
+    many samples under one receive timestamp."""
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return math.nan
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def _check_names(
+    values: list[Any], kinds: set[type], name: str, rej: _Rejector, required: bool
+) -> None:
+    """Reject absent (when required), non-string, empty and over-long names."""
+    if kinds == {str} and max(map(len, values)) <= MAX_NAME_LEN and all(values):
+        return
+    for i, value in enumerate(values):
+        if value is None:
+            if required:
+                rej.mark_one(i, f"missing:{name}", f"{name} is required")
+        elif type(value) is not str or not value:
+            rej.mark_one(i, f"bad_type:{name}", f"{name} must be a non-empty string")
+        elif len(value) > MAX_NAME_LEN:
+            rej.mark_one(i, f"too_long:{name}", f"{name} is over {MAX_NAME_LEN} characters")
+
+
+def _intern_names(
+    values: list[Any], rows: np.ndarray, rej: _Rejector, name: str, table: StringTable
+) -> None:
+    """Store name ids; new names are interned only for otherwise valid points,
+    so garbage can't fill the bounded table."""
+    if not set(map(type, values)) <= {str, _NONE}:
+        values = [v if type(v) is str else None for v in values]
+    ids = list(map(table.lookup, values))
+    if None in ids:
+        bad = rej.bad.tolist()
+        for i, (value, ident) in enumerate(zip(values, ids, strict=True)):
+            if ident is not None or value is None or bad[i]:
+                ids[i] = ident or 0
+                continue
+            try:
+                ids[i] = table.intern(value)
+            except TableFullError:
+                ids[i] = 0
+                rej.mark_one(i, f"table_full:{name}", f"too many distinct {name} names")
+    rows[name] = ids
+
+
+def rows_from_columns(
+    columns: dict[str, np.ndarray],
+    chassis: np.ndarray,
+    track: str | None,
+    tables: Tables,
+    now_s: float,
+) -> Validated:
+    """Validate points a decoder already holds as columns (F1 game, CSV).
+
+    Keys outside the schema are ignored; NaN means absent, as in storage.
+    The same limits as for JSON apply, vectorised; only names are interned
+    one by one, and there are few of them per batch.
+    """
+    n = len(chassis)
+    rows = empty_rows(n)
+    if n == 0:
+        return Validated(rows=rows)
+    rej = _Rejector(n, 5)
+    for name in NUMERIC_FIELDS:
+        column = columns.get(name)
+        if column is None:
+            continue
+        column = np.asarray(column, dtype=np.float64)
+        _mark_outside(column, name, rej)
+        rows[name] = column
+    times = columns.get("meta_time")
+    rows["t"] = now_s if times is None else np.where(np.isnan(times), now_s, times)
+    names = chassis.tolist()
+    _check_names(names, set(map(type, names)), "chassis", rej, required=True)
+    _intern_names(names, rows, rej, "chassis", tables.chassis)
+    if track:
+        _intern_names([track] * n, rows, rej, "track", tables.track)
+    rows["recv_t"] = now_s
+    return _finish(rows, rej)

@@ -1,0 +1,176 @@
+"""HTTP API handlers: health, recent points, ingest, Prometheus metrics.
+
+Handlers are thin: read the request, call the core, shape the JSON. Errors
+are raised as aiohttp HTTP exceptions and turned into ``{"error": ...}`` by
+the error middleware.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from ..config import Settings
+from ..ingest.udp import kernel_drops
+from ..payload import Decoded, decode_into
+from ..points import rows_to_points
+from .keys import F1, HUB, INGESTOR, RING, SETTINGS, TABLES, UDP, UDP_SOCKET, WEBSOCKETS
+from .metrics import Exposition
+
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+
+
+def add_routes(app: web.Application, settings: Settings) -> None:
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/recent/{n}", recent)
+    app.router.add_post("/api/ingest", ingest)
+    app.router.add_get("/metrics", metrics)
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def health_counters(app: web.Application) -> dict[str, object]:
+    """Everything an operator needs to see where points went."""
+    ring = app[RING]
+    hub = app[HUB]
+    udp = app.get(UDP)
+    sock = app.get(UDP_SOCKET)
+    stats = app[INGESTOR].stats
+    return {
+        "status": "ok",
+        "uptime_s": round(stats.uptime_s, 3),
+        **stats.snapshot(),
+        "ring": {
+            "size": ring.size,
+            "capacity": ring.capacity,
+            "written": ring.written,
+            "overwritten": ring.overwritten,
+            "lost_before_broadcast": hub.stats.points_lost,
+            "bytes": ring.nbytes,
+        },
+        "websocket": {
+            "clients": len(hub.clients),
+            "clients_total": hub.stats.clients_total,
+            "frames_sent": hub.stats.frames_sent,
+            "frames_dropped": hub.stats.frames_dropped,
+            "clients_closed_slow": hub.stats.clients_closed_slow,
+            "last_tick_ms": round(hub.stats.last_tick_ms, 3),
+            "max_tick_ms": round(hub.stats.max_tick_ms, 3),
+        },
+        "udp": {
+            "datagrams": udp.stats.datagrams if udp else 0,
+            "binary_datagrams": udp.stats.binary_datagrams if udp else 0,
+            "kernel_drops": kernel_drops(sock) if sock else None,
+        },
+        "f1": app[F1].decoder.stats(),
+        "chassis": len(app[TABLES].chassis),
+    }
+
+
+async def health(request: web.Request) -> web.Response:
+    return _json(health_counters(request.app))
+
+
+async def recent(request: web.Request) -> web.Response:
+    text = request.match_info["n"]
+    try:
+        n = int(text)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"n must be a non-negative integer, got {text!r}") from None
+    if n < 0:
+        raise web.HTTPBadRequest(text=f"n must be a non-negative integer, got {n}")
+    ring = request.app[RING]
+    tables = request.app[TABLES]
+    rows = ring.newest(min(n, ring.capacity))
+    return _json(rows_to_points(rows, tables.chassis, tables.track))
+
+
+async def ingest(request: web.Request) -> web.Response:
+    limit = request.app[SETTINGS].MAX_BODY_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = await request.read()
+    decoded = Decoded()
+    if request.content_type in NDJSON_TYPES:
+        decode_into(body, decoded)
+        if decoded.failed and not decoded.values:
+            raise web.HTTPBadRequest(text=f"body is not NDJSON: {decoded.first_errors[0]}")
+    else:
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise web.HTTPBadRequest(text=f"body is not JSON: {exc}") from None
+        decoded.values = value if type(value) is list else [value]
+        decoded.empty = int(value == [])
+    ingestor = request.app[INGESTOR]
+    ingestor.stats.payloads["http"] += 1
+    result = ingestor.ingest_decoded(decoded, "http")
+    return _json(
+        {"accepted": result.accepted, "rejected": result.rejected, "errors": result.errors}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    counters = health_counters(app)
+    stats = app[INGESTOR].stats
+    hub = app[HUB].stats
+    ring = app[RING]
+    out = Exposition()
+    out.counter(
+        "pitwall_points_accepted_total",
+        "Points accepted into the ring, by source.",
+        [({"source": s}, v) for s, v in sorted(stats.accepted.items())],
+    )
+    out.counter(
+        "pitwall_points_rejected_total",
+        "Points or payloads rejected, by source and reason.",
+        [({"source": s, "reason": r}, v) for (s, r), v in sorted(stats.reasons.items())],
+    )
+    out.counter(
+        "pitwall_payloads_total",
+        "Datagrams and request bodies received, by source.",
+        [({"source": s}, v) for s, v in sorted(stats.payloads.items())],
+    )
+    out.gauge("pitwall_ring_size", "Points held in the ring buffer.", ring.size)
+    out.gauge("pitwall_ring_capacity", "Ring buffer capacity in points.", ring.capacity)
+    out.counter(
+        "pitwall_ring_overwritten_total", "Points pushed out of the ring.", [({}, ring.overwritten)]
+    )
+    out.counter(
+        "pitwall_ring_lost_total",
+        "Points overwritten before the broadcast read them.",
+        [({}, hub.points_lost)],
+    )
+    out.gauge("pitwall_ws_clients", "Connected WebSocket clients.", len(app[WEBSOCKETS]))
+    out.counter(
+        "pitwall_ws_frames_sent_total", "WebSocket frames written.", [({}, hub.frames_sent)]
+    )
+    out.counter(
+        "pitwall_ws_frames_dropped_total",
+        "Frames not sent to a client whose buffer was full.",
+        [({}, hub.frames_dropped)],
+    )
+    out.counter(
+        "pitwall_ws_clients_closed_slow_total",
+        "Clients closed with 1013 after staying over the buffer limit.",
+        [({}, hub.clients_closed_slow)],
+    )
+    udp = counters["udp"]
+    assert isinstance(udp, dict)
+    out.counter("pitwall_udp_datagrams_total", "UDP datagrams received.", [({}, udp["datagrams"])])
+    if udp["kernel_drops"] is not None:
+        out.counter(
+            "pitwall_udp_kernel_drops_total",
+            "Datagrams the kernel dropped (receive buffer full).",
+            [({}, udp["kernel_drops"])],
+        )
+    out.gauge("pitwall_uptime_seconds", "Seconds since start.", stats.uptime_s)
+    return web.Response(
+        text=out.render(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Prometheus-Format": "0.0.4"},
+    )

@@ -1,0 +1,150 @@
+"""The aiohttp application: state in typed keys, one cleanup context per resource.
+
+``create_app(settings)`` builds the in-memory core (tables, ring, ingest,
+hub) and registers each I/O resource as a cleanup context, so a resource is
+torn down exactly when its start-up succeeded, in reverse order:
+UDP endpoint -> broadcast tick -> demo source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from ..broadcast.hub import Hub
+from ..config import Settings
+from ..ingest.f1_source import F1Ingest
+from ..ingest.pipeline import Ingestor
+from ..ingest.udp import UdpReceiver, make_socket
+from ..ring import RingBuffer
+from ..schema import StringTable
+from ..stats import IngestStats
+from ..validate import Tables
+from . import api, ws
+from .keys import (
+    BACKGROUND,
+    DEMO,
+    F1,
+    HUB,
+    INGESTOR,
+    RING,
+    SETTINGS,
+    TABLES,
+    UDP,
+    UDP_SOCKET,
+    WEBSOCKETS,
+)
+from .middleware import error_middleware, make_auth_middleware
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, demo: bool = False) -> web.Application:
+    """Build the application; nothing binds or starts until it runs."""
+    middlewares = [error_middleware]
+    if settings.API_KEY:
+        middlewares.append(make_auth_middleware(settings.API_KEY, ("/api/", settings.WS_PATH)))
+    app = web.Application(client_max_size=settings.MAX_BODY_BYTES, middlewares=middlewares)
+    tables = Tables(
+        chassis=StringTable(settings.MAX_CHASSIS),
+        track=StringTable(settings.MAX_TRACKS, reserved=("",)),
+    )
+    ring = RingBuffer(settings.RINGBUFFER_SIZE)
+    ingestor = Ingestor(ring, tables, IngestStats())
+    app[SETTINGS] = settings
+    app[TABLES] = tables
+    app[RING] = ring
+    app[INGESTOR] = ingestor
+    app[F1] = F1Ingest(ingestor)
+    app[DEMO] = demo
+    app[BACKGROUND] = []
+    app[WEBSOCKETS] = set()
+    app[HUB] = Hub(
+        ring,
+        tables,
+        max_buffer_bytes=settings.MAX_WS_BUFFER,
+        max_points_per_chassis=settings.WS_MAX_POINTS,
+        stuck_s=settings.WS_STUCK_S,
+    )
+    app.cleanup_ctx.append(udp_context)
+    app.cleanup_ctx.append(broadcast_context)
+    if demo:
+        app.cleanup_ctx.append(demo_context)
+    app.on_shutdown.append(ws.close_all)
+    api.add_routes(app, settings)
+    app.router.add_get(settings.WS_PATH, ws.websocket_handler)
+    _add_static(app, Path(settings.PUBLIC_DIR))
+    return app
+
+
+def _add_static(app: web.Application, public: Path) -> None:
+    """Serve the dashboard. Our own handler rather than ``add_static`` so a
+    missing file is a JSON 404 like every other error."""
+    if not public.is_dir():
+        log.warning("PUBLIC_DIR %s not found: the dashboard is not served", public)
+        return
+    root = public.resolve()
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        relative = request.match_info.get("path", "") or "index.html"
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            raise web.HTTPNotFound(text=f"no such file: /{relative}")
+        return web.FileResponse(target, headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/", static_file)
+    app.router.add_get("/{path:(?!api/|metrics).+}", static_file)
+
+
+async def udp_context(app: web.Application) -> AsyncIterator[None]:
+    """Bind the UDP port; on the way out stop receiving and flush what is pending."""
+    settings = app[SETTINGS]
+    sock = make_socket(settings.HOST, settings.UDP_PORT, settings.UDP_RCVBUF)
+    loop = asyncio.get_running_loop()
+    _transport, receiver = await loop.create_datagram_endpoint(
+        lambda: UdpReceiver(app[INGESTOR], binary_handler=app[F1]), sock=sock
+    )
+    app[UDP] = receiver
+    app[UDP_SOCKET] = sock
+    yield
+    stop_udp(app)
+
+
+def stop_udp(app: web.Application) -> None:
+    """Close the endpoint and ingest what it already received. Idempotent."""
+    receiver = app.get(UDP)
+    if receiver is None or receiver.transport is None:
+        return
+    if not receiver.transport.is_closing():
+        receiver.transport.close()
+    receiver.flush()
+
+
+async def broadcast_context(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    task = asyncio.create_task(hub.run(app[SETTINGS].BATCH_MS / 1000.0), name="broadcast")
+    yield
+    await _cancel(task)
+
+
+async def demo_context(app: web.Application) -> AsyncIterator[None]:
+    from ..ingest.demo import run_demo
+
+    settings = app[SETTINGS]
+    task = asyncio.create_task(
+        run_demo(app[INGESTOR], settings.DEMO_DATA_PATH, settings.DEMO_SPEED), name="demo"
+    )
+    app[BACKGROUND].append(task)
+    yield
+    await _cancel(task)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,32 @@
+"""Typed keys for the application's state (aiohttp ``web.AppKey``).
+
+One place that names every shared object, so handlers and contexts find
+state by key instead of by globals or an Application subclass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from aiohttp import web
+
+from ..broadcast.hub import Hub
+from ..config import Settings
+from ..ingest.f1_source import F1Ingest
+from ..ingest.pipeline import Ingestor
+from ..ingest.udp import UdpReceiver
+from ..ring import RingBuffer
+from ..validate import Tables
+
+SETTINGS = web.AppKey("settings", Settings)
+RING = web.AppKey("ring", RingBuffer)
+TABLES = web.AppKey("tables", Tables)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+HUB = web.AppKey("hub", Hub)
+F1 = web.AppKey("f1", F1Ingest)
+UDP = web.AppKey("udp", UdpReceiver)
+UDP_SOCKET = web.AppKey("udp_socket", socket.socket)
+DEMO = web.AppKey("demo", bool)
+BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
+WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])

@@ -1,0 +1,80 @@
+"""HTTP middleware: JSON errors everywhere, and the optional API key.
+
+Every error leaves the server as ``{"error": "..."}`` with a 4xx/5xx status,
+never an HTML page or a traceback, including aiohttp's own errors (404,
+405, 413 from the body-size limit).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .keys import SETTINGS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Paths anyone may read with the API key set: liveness and scraping, and the
+# dashboard's static files (the page passes the key to the WebSocket itself).
+OPEN_PATHS = frozenset({"/api/health", "/metrics"})
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].MAX_BODY_BYTES
+        return json_error(413, f"body too large: the limit is {limit} bytes (MAX_BODY_BYTES)")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason if exc.text is None else _plain(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_error(500, "internal error; see the server log")
+    if response.status >= 400 and response.content_type != "application/json":
+        # The static file handler answers a missing file itself, not by raising.
+        return json_error(response.status, response.reason or "error")
+    return response
+
+
+def _plain(exc: web.HTTPException) -> str:
+    text = exc.text or exc.reason
+    if text.startswith(f"{exc.status}:"):
+        text = text.split(":", 1)[1].strip()
+    return text
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key a request carries: Bearer header, X-API-Key, or ?token=."""
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("X-API-Key") or request.query.get("token")
+
+
+def make_auth_middleware(api_key: str, protected_prefixes: tuple[str, ...]) -> Callable:
+    """Require ``api_key`` on paths under ``protected_prefixes`` (except OPEN_PATHS)."""
+    expected = api_key.encode()
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path in OPEN_PATHS or not path.startswith(protected_prefixes):
+            return await handler(request)
+        given = presented_key(request)
+        if given is None or not hmac.compare_digest(given.encode(), expected):
+            return json_error(401, "missing or wrong API key (Authorization: Bearer <key>)")
+        return await handler(request)
+
+    return auth_middleware
