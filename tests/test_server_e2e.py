@@ -288,3 +288,22 @@ def _clean_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k not in ("PORT", "API_KEY", "BATCH_MS")}
+
+
+def test_server_f1_packet_and_json_datagram_on_one_port_both_land(server: ServerProcess) -> None:
+    data = Path(__file__).parent / "data" / "f1" / "f1-telemetry-client" / "2024"
+    telemetry = next(data.glob("*_id06_*.bin")).read_bytes()
+    parsed = json.loads(next(data.glob("*_id06_*.parsed.json")).read_text())
+    server.send_udp(telemetry, json.dumps(point("JSON-1", 1)).encode())
+    health = wait_for(
+        lambda: (h := server.health())["accepted"].get("f1") and h["accepted"].get("udp") and h,
+        5 * UNIT_S,
+        "both the F1 and the JSON datagram",
+    )
+    cars = parsed["m_carTelemetryData"]
+    active = [c for c in cars if any(v for k, v in c.items() if not isinstance(v, list))]
+    assert health["accepted"]["udp"] == 1
+    assert health["accepted"]["f1"] == len(active)
+    _, recent = server.get(f"/api/recent/{len(active) + 1}")
+    f1_speeds = sorted(p["speed_kmh"] for p in recent if p["chassis"].startswith("F1-"))
+    assert f1_speeds == sorted(float(c["m_speed"]) for c in active)
