@@ -14,16 +14,19 @@ keyed on them stay bounded.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from .schema import (
     ALIAS_OF,
+    ALIASES,
     INT_FIELDS,
     LIMITS,
     MAX_NAME_LEN,
@@ -117,11 +120,12 @@ def validate_points(
     rej = _Rejector(n, max_messages)
     if set(map(type, points)) != {dict}:
         points = _mark_non_objects(points, rej)
-    chassis, chassis_kinds = _column(points, "chassis")
+    source = _Source(points)
+    chassis, chassis_kinds = source.column("chassis")
     _check_names(chassis, chassis_kinds, "chassis", rej, required=True)
-    _fill_numeric(points, rows, rej)
-    _fill_time(points, rows, rej, now_s)
-    track, track_kinds = _column(points, "track")
+    _fill_numeric(source, rows, rej)
+    _fill_time(source, rows, rej, now_s)
+    track, track_kinds = source.column("track")
     if track_kinds != {_NONE}:
         _check_names(track, track_kinds, "track", rej, required=False)
         _intern_names(track, rows, rej, "track", tables.track)
@@ -151,6 +155,53 @@ def _mark_non_objects(points: list[Any], rej: _Rejector) -> list[Any]:
     return [p if type(p) is dict else {} for p in points]
 
 
+_KNOWN_KEYS = frozenset(NUMERIC_FIELDS) | {"chassis", "track", "meta_time"} | set(ALIAS_OF.values())
+
+
+class _Source:
+    """Column access over a batch of decoded points.
+
+    When every point has the same keys and all of them are known (one sender,
+    one format: the common case), one ``itemgetter`` call per point pulls
+    every field at once and ``zip`` transposes; otherwise each column is
+    pulled with ``dict.get``, aliases resolved.
+    """
+
+    def __init__(self, points: list[dict[str, Any]]) -> None:
+        self.points = points
+        self.absent = (None,) * len(points)
+        self.uniform = _uniform_columns(points)
+
+    def column(self, name: str) -> tuple[Sequence[Any], set[type]]:
+        """Values of ``name`` per point (None where absent) and their types."""
+        if self.uniform is not None:
+            values = self.uniform.get(name, self.absent)
+            return values, set(map(type, values))
+        return _column(self.points, name)
+
+
+def _uniform_columns(points: list[dict[str, Any]]) -> dict[str, Sequence[Any]] | None:
+    keys = tuple(points[0])
+    if not keys or not _KNOWN_KEYS.issuperset(keys) or len(set(map(len, points))) != 1:
+        return None
+    try:
+        if len(keys) == 1:
+            return _dealias({keys[0]: list(map(itemgetter(keys[0]), points))})
+        rows = list(map(itemgetter(*keys), points))
+    except KeyError:
+        return None
+    return _dealias(dict(zip(keys, zip(*rows, strict=True), strict=True)))
+
+
+def _dealias(columns: dict[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
+    """Rename alias columns to canonical names; a canonical column wins."""
+    for alias, canonical in ALIASES.items():
+        if alias in columns:
+            values = columns.pop(alias)
+            columns.setdefault(canonical, values)
+    return columns
+
+
 def _column(points: list[dict[str, Any]], name: str) -> tuple[list[Any], set[type]]:
     """Values of ``name`` (or its alias) per point, None where absent, and the
     set of their types (the cheap test that picks the fast path)."""
@@ -166,9 +217,9 @@ def _column(points: list[dict[str, Any]], name: str) -> tuple[list[Any], set[typ
     return values, kinds
 
 
-def _fill_numeric(points: list[dict[str, Any]], rows: np.ndarray, rej: _Rejector) -> None:
+def _fill_numeric(source: _Source, rows: np.ndarray, rej: _Rejector) -> None:
     for name in NUMERIC_FIELDS:
-        values, kinds = _column(points, name)
+        values, kinds = source.column(name)
         if kinds == {_NONE}:
             continue
         if not kinds <= _NUMBER_TYPES:
@@ -186,7 +237,7 @@ def _fill_numeric(points: list[dict[str, Any]], rows: np.ndarray, rej: _Rejector
 
 
 def _mark_nan(
-    values: list[Any], kinds: set[type], column: np.ndarray, name: str, rej: _Rejector
+    values: Sequence[Any], kinds: set[type], column: np.ndarray, name: str, rej: _Rejector
 ) -> None:
     """A NaN that was sent (not a None that became NaN) is a bad value.
 
@@ -217,7 +268,7 @@ def _mark_outside(column: np.ndarray, name: str, rej: _Rejector) -> None:
             rej.mark(fractional, f"bad_type:{name}", lambda _i: f"{name} must be an integer")
 
 
-def _mark_bad_types(values: list[Any], name: str, rej: _Rejector) -> list[Any]:
+def _mark_bad_types(values: Sequence[Any], name: str, rej: _Rejector) -> list[Any]:
     bad = np.fromiter((type(v) not in _NUMBER_TYPES for v in values), bool, len(values))
     rej.mark(
         bad,
@@ -227,17 +278,14 @@ def _mark_bad_types(values: list[Any], name: str, rej: _Rejector) -> list[Any]:
     return [None if b else v for v, b in zip(values, bad.tolist(), strict=True)]
 
 
-def _mark_huge(values: list[Any], name: str, rej: _Rejector) -> list[Any]:
+def _mark_huge(values: Sequence[Any], name: str, rej: _Rejector) -> list[Any]:
     huge = np.fromiter((type(v) is int and abs(v) > 2**62 for v in values), bool, len(values))
     rej.mark(huge, f"out_of_range:{name}", lambda _i: f"{name} is out of range")
     return [None if h else v for v, h in zip(values, huge.tolist(), strict=True)]
 
 
-def _fill_time(
-    points: list[dict[str, Any]], rows: np.ndarray, rej: _Rejector, now_s: float
-) -> None:
-    values = list(map(_get, points, repeat("meta_time")))
-    kinds = set(map(type, values))
+def _fill_time(source: _Source, rows: np.ndarray, rej: _Rejector, now_s: float) -> None:
+    values, kinds = source.column("meta_time")
     if kinds == {_NONE}:
         rows["t"] = now_s
         return
@@ -287,7 +335,7 @@ def _parse_iso(text: str) -> float:
 
 
 def _check_names(
-    values: list[Any], kinds: set[type], name: str, rej: _Rejector, required: bool
+    values: Sequence[Any], kinds: set[type], name: str, rej: _Rejector, required: bool
 ) -> None:
     """Reject absent (when required), non-string, empty and over-long names."""
     if kinds == {str} and max(map(len, values)) <= MAX_NAME_LEN and all(values):
@@ -303,7 +351,7 @@ def _check_names(
 
 
 def _intern_names(
-    values: list[Any], rows: np.ndarray, rej: _Rejector, name: str, table: StringTable
+    values: Sequence[Any], rows: np.ndarray, rej: _Rejector, name: str, table: StringTable
 ) -> None:
     """Store name ids; new names are interned only for otherwise valid points,
     so garbage can't fill the bounded table."""

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,12 +108,13 @@ def make_socket(host: str, port: int, rcvbuf_bytes: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if rcvbuf_bytes:
-        force = getattr(socket, "SO_RCVBUFFORCE", None)
+        # SO_RCVBUFFORCE (Linux, 33) lets root pass net.core.rmem_max.
+        force = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None)
         try:
             if force is None:
                 raise PermissionError
             sock.setsockopt(socket.SOL_SOCKET, force, rcvbuf_bytes)
-        except PermissionError:
+        except (PermissionError, OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
     sock.bind((host, port))
     sock.setblocking(False)
