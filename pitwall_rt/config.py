@@ -187,6 +187,8 @@ def _layers(
         if name in env:
             merged[name] = (env[name], "environment")
     for name, raw in overrides.items():
+        if name not in _PARSERS:
+            raise ConfigError(f"{name}: unknown setting")
         if raw is not None:
             merged[name] = (raw, f"command line {flag_name(name)}")
     return merged

@@ -81,6 +81,7 @@ class _Rejector:
     def __init__(self, n: int, max_messages: int) -> None:
         self.bad = np.zeros(n, dtype=bool)
         self.codes: list[str] = []
+        self.index_of: dict[str, int] = {}
         self.code_of = np.full(n, -1, dtype=np.int32)
         self.messages: dict[int, str] = {}
         self.max_messages = max_messages
@@ -90,16 +91,20 @@ class _Rejector:
         if not fresh.any():
             return
         self.bad |= fresh
-        self.code_of[fresh] = len(self.codes)
-        self.codes.append(code)
+        index = self.index_of.get(code)
+        if index is None:
+            index = self.index_of[code] = len(self.codes)
+            self.codes.append(code)
+        self.code_of[fresh] = index
         if message is not None and len(self.messages) < self.max_messages:
             for i in np.flatnonzero(fresh)[: self.max_messages]:
                 self.messages.setdefault(int(i), message(int(i)))
 
-    def mark_one(self, index: int, code: str, message: str) -> None:
-        mask = np.zeros(self.bad.shape, dtype=bool)
-        mask[index] = True
-        self.mark(mask, code, lambda _i: message)
+    def mark_indices(self, indices: list[int], code: str, message: str) -> None:
+        if indices:
+            mask = np.zeros(self.bad.shape, dtype=bool)
+            mask[indices] = True
+            self.mark(mask, code, lambda _i: message)
 
 
 def validate_points(
@@ -196,9 +201,16 @@ def _uniform_columns(points: list[dict[str, Any]]) -> dict[str, Sequence[Any]] |
 def _dealias(columns: dict[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
     """Rename alias columns to canonical names; a canonical column wins."""
     for alias, canonical in ALIASES.items():
-        if alias in columns:
-            values = columns.pop(alias)
-            columns.setdefault(canonical, values)
+        if alias not in columns:
+            continue
+        values = columns.pop(alias)
+        present = columns.get(canonical)
+        if present is None:
+            columns[canonical] = values
+        elif None in present:
+            columns[canonical] = [
+                a if v is None else v for v, a in zip(present, values, strict=True)
+            ]
     return columns
 
 
@@ -289,13 +301,13 @@ def _fill_time(source: _Source, rows: np.ndarray, rej: _Rejector, now_s: float) 
     if kinds == {_NONE}:
         rows["t"] = now_s
         return
-    if kinds <= _NUMBER_TYPES:
-        seconds = np.array(values, dtype=np.float64)
-    else:
+    try:
+        if not kinds <= _NUMBER_TYPES:
+            raise TypeError
+        seconds = _from_epoch_numbers(np.array(values, dtype=np.float64))
+    except (TypeError, OverflowError):
         seconds = np.array([_time_value(v) for v in values], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        seconds = np.where(seconds > _EPOCH_MS_THRESHOLD, seconds / 1000.0, seconds)
-        bad = (seconds <= 0) | np.isinf(seconds) | (seconds > _EPOCH_MS_THRESHOLD)
+    bad = _bad_epoch(seconds)
     if _NONE in kinds:
         present = np.fromiter((v is not None for v in values), bool, len(values))
     else:
@@ -309,13 +321,29 @@ def _fill_time(source: _Source, rows: np.ndarray, rej: _Rejector, now_s: float) 
     rows["t"] = np.where(present, seconds, now_s)
 
 
+def _from_epoch_numbers(numbers: np.ndarray) -> np.ndarray:
+    """Epoch numbers to seconds: values past 1e11 are taken as milliseconds."""
+    with np.errstate(invalid="ignore"):
+        return np.where(numbers > _EPOCH_MS_THRESHOLD, numbers / 1000.0, numbers)
+
+
+def _bad_epoch(seconds: np.ndarray) -> np.ndarray:
+    """Times that can't be real: not after 1970, infinite, or past the year 5138."""
+    with np.errstate(invalid="ignore"):
+        return (seconds <= 0) | np.isinf(seconds) | (seconds > _EPOCH_MS_THRESHOLD)
+
+
 def _time_value(value: Any) -> float:
     """One meta_time as epoch seconds; NaN when it can't be read."""
     if value is None:
         return math.nan
     kind = type(value)
     if kind is float or kind is int:
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return math.nan
+        return number / 1000.0 if number > _EPOCH_MS_THRESHOLD else number
     if kind is str:
         return _parse_iso(value)
     return math.nan
@@ -340,14 +368,18 @@ def _check_names(
     """Reject absent (when required), non-string, empty and over-long names."""
     if kinds == {str} and max(map(len, values)) <= MAX_NAME_LEN and all(values):
         return
+    missing, wrong, too_long = [], [], []
     for i, value in enumerate(values):
         if value is None:
             if required:
-                rej.mark_one(i, f"missing:{name}", f"{name} is required")
+                missing.append(i)
         elif type(value) is not str or not value:
-            rej.mark_one(i, f"bad_type:{name}", f"{name} must be a non-empty string")
+            wrong.append(i)
         elif len(value) > MAX_NAME_LEN:
-            rej.mark_one(i, f"too_long:{name}", f"{name} is over {MAX_NAME_LEN} characters")
+            too_long.append(i)
+    rej.mark_indices(missing, f"missing:{name}", f"{name} is required")
+    rej.mark_indices(wrong, f"bad_type:{name}", f"{name} must be a non-empty string")
+    rej.mark_indices(too_long, f"too_long:{name}", f"{name} is over {MAX_NAME_LEN} characters")
 
 
 def _intern_names(
@@ -360,6 +392,7 @@ def _intern_names(
     ids = list(map(table.lookup, values))
     if None in ids:
         bad = rej.bad.tolist()
+        full: list[int] = []
         for i, (value, ident) in enumerate(zip(values, ids, strict=True)):
             if ident is not None or value is None or bad[i]:
                 ids[i] = ident or 0
@@ -368,7 +401,8 @@ def _intern_names(
                 ids[i] = table.intern(value)
             except TableFullError:
                 ids[i] = 0
-                rej.mark_one(i, f"table_full:{name}", f"too many distinct {name} names")
+                full.append(i)
+        rej.mark_indices(full, f"table_full:{name}", f"too many distinct {name} names")
     rows[name] = ids
 
 
@@ -398,7 +432,12 @@ def rows_from_columns(
         _mark_outside(column, name, rej)
         rows[name] = column
     times = columns.get("meta_time")
-    rows["t"] = now_s if times is None else np.where(np.isnan(times), now_s, times)
+    if times is None:
+        rows["t"] = now_s
+    else:
+        seconds = _from_epoch_numbers(np.asarray(times, dtype=np.float64))
+        rej.mark(_bad_epoch(seconds), "bad_value:meta_time", lambda _i: "meta_time out of range")
+        rows["t"] = np.where(np.isnan(seconds), now_s, seconds)
     names = chassis.tolist()
     _check_names(names, set(map(type, names)), "chassis", rej, required=True)
     _intern_names(names, rows, rej, "chassis", tables.chassis)

@@ -228,7 +228,8 @@ class Hub:
                 self.stats.frames_dropped += 1
                 return
             client.needs_resync = False
-            self._write(client, self._snapshot_frame(client.subscription))
+            if "telemetry" in client.subscription.channels:
+                self._write(client, self._snapshot_frame(client.subscription))
         client.stuck_since = None
         self._write(client, frame)
 

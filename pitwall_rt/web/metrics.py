@@ -30,7 +30,8 @@ class Exposition:
         self._lines: list[str] = []
 
     def add(self, name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> None:
-        self._lines.append(f"# HELP {name} {help_text}")
+        help_escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+        self._lines.append(f"# HELP {name} {help_escaped}")
         self._lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             self._lines.append(f"{name}{_labels(labels)} {_number(value)}")
@@ -48,6 +49,10 @@ class Exposition:
 def _number(value: float) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
     if isinstance(value, int) or float(value).is_integer():
         return str(int(value))
     return repr(float(value))
