@@ -50,6 +50,9 @@ def run_server(settings: Settings, demo: bool) -> int:
     logging.getLogger("pitwall_rt").info("event loop: %s", loop_name)
     try:
         asyncio.run(serve(settings, demo))
+    except ConfigError as exc:
+        print(f"pitwall-rt: bad setting: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"pitwall-rt: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -64,12 +64,12 @@ def _sender(srv: Any, stop: threading.Event, sent: list[int]) -> None:
                 "rpm": 6000.0,
                 "throttle_pct": 50.0,
             }
-            for k in range(400)
+            for k in range(200)
         ]
         status, body = srv.post_json("/api/ingest", batch)
-        assert status == 200 and body["accepted"] == 400
-        sent.append(400)
-        i += 400
+        assert status == 200 and body["accepted"] == 200
+        sent.append(200)
+        i += 200
         time.sleep(0.05)
 
 
@@ -91,9 +91,16 @@ def test_server_stuck_client_is_dropped_and_closed_while_reader_gets_every_point
         async def reader(stop: threading.Event) -> tuple[int, list[float]]:
             count, gaps, last = 0, [], None
             async with aiohttp.ClientSession() as session, session.ws_connect(srv.ws_url) as ws:
-                await ws.send_str(json.dumps({"type": "subscribe", "full_rate": True}))
+                await ws.send_str(
+                    json.dumps({"type": "subscribe", "full_rate": True, "channels": ["telemetry"]})
+                )
+                deadline = time.monotonic() + 60 * UNIT_S
                 while not (stop.is_set() and count >= sum(sent)):
-                    msg = await asyncio.wait_for(ws.receive(), 10 * UNIT_S)
+                    assert time.monotonic() < deadline, f"reader got {count} of {sum(sent)}"
+                    try:
+                        msg = await asyncio.wait_for(ws.receive(), 0.5)
+                    except TimeoutError:
+                        continue
                     data = json.loads(msg.data)
                     if data["type"] != "telemetry_update" or data.get("snapshot"):
                         continue

@@ -14,7 +14,19 @@ from ..config import Settings
 from ..ingest.udp import kernel_drops
 from ..payload import Decoded, decode_into
 from ..points import rows_to_points
-from .keys import F1, HUB, INGESTOR, RING, SETTINGS, TABLES, UDP, UDP_SOCKET, WEBSOCKETS
+from .keys import (
+    COMPUTE,
+    F1,
+    HUB,
+    INGESTOR,
+    LOOP_STATS,
+    RING,
+    SETTINGS,
+    TABLES,
+    UDP,
+    UDP_SOCKET,
+    WEBSOCKETS,
+)
 from .metrics import Exposition
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -25,6 +37,8 @@ def add_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/api/recent/{n}", recent)
     app.router.add_post("/api/ingest", ingest)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/insights", insights)
+    app.router.add_get("/api/laps/{chassis}", laps)
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -66,7 +80,37 @@ def health_counters(app: web.Application) -> dict[str, object]:
         },
         "f1": app[F1].decoder.stats(),
         "chassis": len(app[TABLES].chassis),
+        "compute": _compute_counters(app),
+        "loop": {
+            "max_lag_ms": round(app[LOOP_STATS].max_lag_ms, 3),
+            "last_lag_ms": round(app[LOOP_STATS].last_lag_ms, 3),
+            "stalls_over_5ms": app[LOOP_STATS].stalls_over_5ms,
+        },
     }
+
+
+def _compute_counters(app: web.Application) -> dict[str, object]:
+    runner = app.get(COMPUTE)
+    if runner is None:
+        return {}
+    stats = vars(runner.stats).copy()
+    stats["last_ms"] = round(runner.stats.last_ms, 3)
+    stats["max_ms"] = round(runner.stats.max_ms, 3)
+    stats["workers"] = runner.workers
+    return stats
+
+
+async def insights(request: web.Request) -> web.Response:
+    runner = request.app[COMPUTE]
+    return _json(list(runner.insights.values()))
+
+
+async def laps(request: web.Request) -> web.Response:
+    chassis = request.match_info["chassis"]
+    found = request.app[COMPUTE].laps_for(chassis)
+    if found is None:
+        raise web.HTTPNotFound(text=f"unknown chassis {chassis!r}")
+    return _json(found)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -168,6 +212,21 @@ async def metrics(request: web.Request) -> web.Response:
             [({}, udp["kernel_drops"])],
         )
     out.gauge("pitwall_uptime_seconds", "Seconds since start.", stats.uptime_s)
+    out.gauge(
+        "pitwall_loop_max_lag_ms", "Longest event-loop stall seen, ms.", app[LOOP_STATS].max_lag_ms
+    )
+    compute = app[COMPUTE].stats
+    out.counter("pitwall_compute_batches_total", "Compute batches merged.", [({}, compute.batches)])
+    out.counter(
+        "pitwall_compute_pool_restarts_total",
+        "Process pools rebuilt after a worker died.",
+        [({}, compute.pool_restarts)],
+    )
+    out.counter(
+        "pitwall_compute_points_lost_total",
+        "Points the compute stage never saw.",
+        [({}, compute.points_lost)],
+    )
     return web.Response(
         text=out.render(),
         content_type="text/plain",

@@ -17,24 +17,30 @@ from pathlib import Path
 from aiohttp import web
 
 from ..broadcast.hub import Hub
-from ..config import Settings
+from ..compute.runner import ComputeRunner
+from ..config import ConfigError, Settings
 from ..ingest.f1_source import F1Ingest
 from ..ingest.pipeline import Ingestor
 from ..ingest.udp import UdpReceiver, make_socket
+from ..loopwatch import LoopStats, watch_loop
 from ..ring import RingBuffer
 from ..schema import StringTable
 from ..stats import IngestStats
+from ..tracks import Track, TrackFileError, load_tracks
 from ..validate import Tables
 from . import api, ws
 from .keys import (
     BACKGROUND,
+    COMPUTE,
     DEMO,
     F1,
     HUB,
     INGESTOR,
+    LOOP_STATS,
     RING,
     SETTINGS,
     TABLES,
+    TRACKS,
     UDP,
     UDP_SOCKET,
     WEBSOCKETS,
@@ -45,7 +51,10 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, demo: bool = False) -> web.Application:
-    """Build the application; nothing binds or starts until it runs."""
+    """Build the application; nothing binds or starts until it runs.
+
+    Raises ConfigError for a track file that exists but can't be read."""
+    tracks = _load_tracks(settings.TRACK_SECTORS_PATH)
     middlewares = [error_middleware]
     if settings.API_KEY:
         middlewares.append(make_auth_middleware(settings.API_KEY, ("/api/", settings.WS_PATH)))
@@ -63,6 +72,7 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
     app[F1] = F1Ingest(ingestor)
     app[DEMO] = demo
     app[BACKGROUND] = []
+    app[LOOP_STATS] = LoopStats()
     app[WEBSOCKETS] = set()
     app[HUB] = Hub(
         ring,
@@ -71,8 +81,10 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
         max_points_per_chassis=settings.WS_MAX_POINTS,
         stuck_s=settings.WS_STUCK_S,
     )
+    app[TRACKS] = tracks
     app.cleanup_ctx.append(udp_context)
     app.cleanup_ctx.append(broadcast_context)
+    app.cleanup_ctx.append(compute_context)
     if demo:
         app.cleanup_ctx.append(demo_context)
     app.on_shutdown.append(ws.close_all)
@@ -125,10 +137,41 @@ def stop_udp(app: web.Application) -> None:
     receiver.flush()
 
 
+def _load_tracks(path: str) -> dict[str, Track]:
+    if not Path(path).exists():
+        log.warning("TRACK_SECTORS_PATH %s not found: laps are timed without sectors", path)
+        return {}
+    try:
+        return load_tracks(path)
+    except TrackFileError as exc:
+        raise ConfigError(f"TRACK_SECTORS_PATH {path}: {exc}") from None
+
+
+async def compute_context(app: web.Application) -> AsyncIterator[None]:
+    """Start the process pool and the compute tick; on the way out stop both."""
+    settings = app[SETTINGS]
+    hub = app[HUB]
+    runner = ComputeRunner(
+        app[RING],
+        app[TABLES],
+        app[TRACKS],
+        settings.WORKERS,
+        publish=lambda message: hub.publish("insights", message),
+    )
+    app[COMPUTE] = runner
+    await runner.start()
+    task = asyncio.create_task(runner.run(settings.BATCH_MS / 1000.0), name="compute")
+    yield
+    await _cancel(task)
+    await runner.close()
+
+
 async def broadcast_context(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     task = asyncio.create_task(hub.run(app[SETTINGS].BATCH_MS / 1000.0), name="broadcast")
+    watch = asyncio.create_task(watch_loop(app[LOOP_STATS]), name="loopwatch")
     yield
+    await _cancel(watch)
     await _cancel(task)
 
 

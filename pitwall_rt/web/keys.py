@@ -12,11 +12,14 @@ import socket
 from aiohttp import web
 
 from ..broadcast.hub import Hub
+from ..compute.runner import ComputeRunner
 from ..config import Settings
 from ..ingest.f1_source import F1Ingest
 from ..ingest.pipeline import Ingestor
 from ..ingest.udp import UdpReceiver
+from ..loopwatch import LoopStats
 from ..ring import RingBuffer
+from ..tracks import Track
 from ..validate import Tables
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,3 +33,6 @@ UDP_SOCKET = web.AppKey("udp_socket", socket.socket)
 DEMO = web.AppKey("demo", bool)
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
+COMPUTE = web.AppKey("compute", ComputeRunner)
+TRACKS = web.AppKey("tracks", dict[str, Track])
+LOOP_STATS = web.AppKey("loop_stats", LoopStats)

@@ -1,0 +1,161 @@
+"""One tick of compute: every new row of every car in, new states and insight pieces out.
+
+:func:`compute_batch` is the function the process pool runs once per
+``BATCH_MS`` tick. Its arguments and result are plain picklable values
+(a structured numpy array, small dataclasses, dicts), it imports nothing
+heavier than numpy, and it is pure: the states passed in are not modified, so
+a batch whose worker died can be submitted again with the same arguments.
+
+Contract for the caller:
+
+* pass the rows of the tick (``POINT_DTYPE``, any order, all cars) and the
+  states of the cars in it; a car without a state starts fresh;
+* keep the returned ``states`` as the cars' states and pass them to the next
+  call: ticks must run one after another, never two at once with the same
+  states. Rows of ticks that queued while one was computing can be
+  concatenated into one call: the results are the same however the stream
+  is cut (up to float rounding in sums);
+* ``tracks`` maps a row's track id to ``(length_m, sector_starts_m)``; a car
+  whose track is unknown gets lap-number timing and no sectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .aggregate import json_float
+from .laps import ChassisState, LapRecord, SectorRecord, TrackGeometry, TrackShape, advance
+from .physics import CORNERS
+
+TrackTable = Mapping[int, tuple[float, np.ndarray]]
+"""track id (``StringTable`` int) -> (lap length m, sector start distances m)."""
+
+
+def track_table(tracks: Mapping[int, TrackShape]) -> dict[int, tuple[float, np.ndarray]]:
+    """Build the small picklable track table from ``tracks.Track`` objects keyed by track id."""
+    return {
+        tid: (float(tr.length_m), np.asarray(tr.sector_starts_m, dtype=np.float64))
+        for tid, tr in tracks.items()
+    }
+
+
+@dataclass
+class ChassisResult:
+    """What one tick produced for one car (ids are ``StringTable`` ints)."""
+
+    chassis: int
+    state: ChassisState
+    insight: dict[str, Any]
+    laps: list[LapRecord]
+    sectors: list[SectorRecord]
+    rows: int
+    late: int
+    duplicates: int
+
+
+@dataclass
+class BatchResult:
+    """Per-car results of one tick, and totals for health counters."""
+
+    chassis: dict[int, ChassisResult] = field(default_factory=dict)
+    rows: int = 0
+    late: int = 0
+    duplicates: int = 0
+
+    @property
+    def states(self) -> dict[int, ChassisState]:
+        return {cid: res.state for cid, res in self.chassis.items()}
+
+
+def compute_batch(
+    rows: np.ndarray, tracks: TrackTable, states: Mapping[int, ChassisState]
+) -> BatchResult:
+    """Run physics, lap timing and aggregation for one tick's rows, grouped per car.
+
+    Rows are grouped by chassis and sorted by sample time with one stable
+    ``lexsort`` (equal times keep arrival order, so the first arrival wins
+    deduplication); then one :func:`laps.advance` per car.
+    """
+    result = BatchResult(rows=len(rows))
+    if len(rows) == 0:
+        return result
+    ordered = rows[np.lexsort((rows["t"], rows["chassis"]))]
+    cuts = np.flatnonzero(np.diff(ordered["chassis"])) + 1
+    for car_rows in np.split(ordered, cuts):
+        cid = int(car_rows["chassis"][0])
+        state = _state_for(states.get(cid), car_rows)
+        geom = _geometry(tracks, state.track_id)
+        before_late, before_dup = state.late_rows, state.duplicate_rows
+        new_state, sectors, laps = advance(state, car_rows, geom)
+        late = new_state.late_rows - before_late
+        dups = new_state.duplicate_rows - before_dup
+        result.chassis[cid] = ChassisResult(
+            chassis=cid,
+            state=new_state,
+            insight=insight_piece(new_state),
+            laps=laps,
+            sectors=sectors,
+            rows=len(car_rows),
+            late=late,
+            duplicates=dups,
+        )
+        result.late += late
+        result.duplicates += dups
+    return result
+
+
+def _state_for(state: ChassisState | None, car_rows: np.ndarray) -> ChassisState:
+    """The car's state, fresh when it is new or has moved to another known track.
+
+    Track id 0 is "unknown" and never changes the state's track.
+    """
+    known = car_rows["track"][car_rows["track"] != 0]
+    track_id = int(known[-1]) if len(known) else 0
+    if state is None:
+        return ChassisState(track_id=track_id)
+    if track_id and track_id != state.track_id:
+        if state.track_id:
+            return ChassisState(track_id=track_id)  # new session elsewhere: new stint
+        fresh = state.copy()
+        fresh.track_id = track_id
+        return fresh
+    return state
+
+
+def _geometry(tracks: TrackTable, track_id: int) -> TrackGeometry | None:
+    entry = tracks.get(track_id) if track_id else None
+    if entry is None:
+        return None
+    length_m, starts_m = entry
+    return TrackGeometry(float(length_m), np.asarray(starts_m, dtype=np.float64))
+
+
+def insight_piece(state: ChassisState) -> dict[str, Any]:
+    """The compute part of a car's ``insight_update`` entry (JSON-ready, NaN -> null).
+
+    The caller adds ``chassis`` and ``track`` names. ``tire_stress`` is the
+    stint total per tire in G*m (see ``physics``); ``tire_stress_lap`` the
+    lap in progress; ``tire_load`` the latest normalised load (1.0 = static).
+    """
+    return {
+        "t": json_float(state.last_t),
+        "lap": state.lap,
+        "sector": state.sector if state.sector >= 0 else None,
+        "lap_partial": bool(np.isnan(state.lap_start_t)),
+        "laps_completed": state.laps_completed,
+        "last_lap_time_s": json_float(state.last_lap_time_s),
+        "best_lap_time_s": json_float(state.best_lap_time_s),
+        "tire_stress": state.stint_agg.tire_stress_dict(),
+        "tire_stress_lap": state.lap_agg.tire_stress_dict(),
+        "tire_load": {c: json_float(x) for c, x in zip(CORNERS, state.last_load_norm, strict=True)},
+        "stint": state.stint_agg.to_dict(),
+        "sector_stats": [
+            {"sector": k, **state.sector_rolling[k].to_dict()} for k in sorted(state.sector_rolling)
+        ],
+        "late_rows": state.late_rows,
+        "duplicate_rows": state.duplicate_rows,
+    }

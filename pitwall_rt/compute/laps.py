@@ -1,0 +1,455 @@
+"""Lap and sector completion for one car, from its stream of samples.
+
+Call :func:`advance` with a car's :class:`ChassisState` and the rows that
+arrived for it (sorted by sample time ``t``); it returns the new state and
+the sectors and laps completed by those rows. The state is a small plain
+dataclass, so it can travel to a worker process and back every batch.
+
+Policy for imperfect streams:
+
+* times come from sample time ``t`` (``meta_time``), never from arrival:
+  a boundary's crossing time is interpolated linearly in ``lapdist_m``
+  between the samples either side of it, so a replay at any rate gives the
+  same lap times;
+* a row with the ``t`` of one already processed is a duplicate, one older
+  than the last processed ``t`` is late: both are dropped and counted (a
+  late row cannot change a lap already completed);
+* a lap completes when the lap number increases; when a sample has no lap
+  number, when ``lapdist_m`` drops by more than half the track length;
+  a lap number that goes down is a reset (the lap in progress is dropped);
+* a lap containing an interval over ``physics.GAP_S`` is still completed and
+  flagged ``has_gap``; the first lap seen (car joined mid-lap) has no lap
+  time and is flagged ``partial``;
+* sectors follow ``lapdist_m`` and only move forward within a lap: the last
+  sector ends at the lap crossing, and a sector skipped by missing points is
+  completed with an interpolated time (or NaN when it cannot be placed).
+
+Vectorised first (sector lookup, wraps, candidate boundaries, per-run
+partials), then one Python step per candidate boundary, never per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Protocol
+
+import numpy as np
+
+from ..tracks import OVERSHOOT_TOLERANCE_M
+from .aggregate import EMPTY, Partial, SectorRolling, json_float, merge, segment_partials
+from .physics import PhysicsCarry, PointPhysics, point_physics
+
+NAN: Final = float("nan")
+
+LAP_WRAP_MATCH_S: Final = 5.0
+"""A lap-number increase within this many seconds after a ``lapdist_m`` wrap
+is the same crossing: the lap counter often trails the distance reset."""
+
+
+class TrackShape(Protocol):
+    """What lap timing needs of a track; ``tracks.Track`` fits."""
+
+    @property
+    def length_m(self) -> float: ...
+
+    @property
+    def sector_starts_m(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, eq=False)
+class TrackGeometry:
+    """Lap length (m) and sector start distances (m, first is 0): all timing needs."""
+
+    length_m: float
+    sector_starts_m: np.ndarray
+
+
+def sector_of(track: TrackShape, lapdist_m: np.ndarray) -> np.ndarray:
+    """0-based sector index per lap distance (m); -1 for NaN, negative or far past the line.
+
+    Same rule as ``tracks.sector_index``: up to ``OVERSHOOT_TOLERANCE_M`` past
+    ``length_m`` still counts as the last sector (lap-trigger lag).
+    """
+    d = np.asarray(lapdist_m, dtype=np.float64)
+    idx = np.searchsorted(track.sector_starts_m, d, side="right") - 1
+    bad = ~(d >= 0.0) | (d > track.length_m + OVERSHOOT_TOLERANCE_M)
+    return np.where(bad, -1, idx)
+
+
+@dataclass(frozen=True)
+class SectorRecord:
+    """A completed sector: ``time_s`` NaN when its start or end could not be placed."""
+
+    lap: int
+    sector: int
+    time_s: float
+    start_t: float
+    end_t: float
+    aggregates: Partial
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lap": self.lap,
+            "sector": self.sector,
+            "time_s": json_float(self.time_s),
+            "start_t": json_float(self.start_t),
+            "end_t": json_float(self.end_t),
+            **self.aggregates.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class LapRecord:
+    """A completed lap. Times are epoch seconds / seconds of sample time."""
+
+    lap: int
+    lap_time_s: float
+    sector_times_s: list[float]
+    start_t: float
+    end_t: float
+    partial: bool
+    has_gap: bool
+    aggregates: Partial
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape for ``GET /api/laps/{chassis}`` (NaN -> null)."""
+        return {
+            "lap": self.lap,
+            "lap_time_s": json_float(self.lap_time_s),
+            "sector_times_s": [json_float(x) for x in self.sector_times_s],
+            "start_t": json_float(self.start_t),
+            "end_t": json_float(self.end_t),
+            "partial": self.partial,
+            "has_gap": self.has_gap,
+            **self.aggregates.to_dict(),
+        }
+
+
+@dataclass
+class ChassisState:
+    """Everything lap timing and aggregation remember about one car between batches.
+
+    ``lap`` is the lap in progress (None before any lap number or wrap);
+    ``sector`` its sector (-1 unknown); ``lap_start_t`` / ``sector_start_t``
+    the crossing times that began them (NaN when not seen: partial).
+    ``last_*`` describe the previous sample(s) so a boundary falling between
+    two batches is found and interpolated exactly as within one batch.
+    """
+
+    track_id: int = 0
+    last_t: float = NAN
+    last_lap_raw: float = NAN
+    last_lapdist_m: float = NAN
+    last_lapdist_t: float = NAN
+    last_sector_raw: int = -1
+    physics: PhysicsCarry = field(default_factory=PhysicsCarry)
+    last_load_norm: tuple[float, ...] = (NAN, NAN, NAN, NAN)
+    lap: int | None = None
+    lap_start_t: float = NAN
+    lap_first_t: float = NAN
+    sector: int = -1
+    sector_start_t: float = NAN
+    sector_times_s: tuple[float, ...] = ()
+    pending_wrap_t: float = NAN
+    lap_agg: Partial = EMPTY
+    sector_agg: Partial = EMPTY
+    stint_agg: Partial = EMPTY
+    sector_rolling: dict[int, SectorRolling] = field(default_factory=dict)
+    laps_completed: int = 0
+    last_lap_time_s: float = NAN
+    best_lap_time_s: float = NAN
+    late_rows: int = 0
+    duplicate_rows: int = 0
+
+    def copy(self) -> ChassisState:
+        """An independent copy (the one mutable field, ``sector_rolling``, is copied)."""
+        return replace(self, sector_rolling=dict(self.sector_rolling))
+
+
+def _fresh_rows(state: ChassisState, rows: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Drop late and duplicate rows; return ``(rows, late, duplicates)``."""
+    t = rows["t"]
+    if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
+        rows = rows[np.argsort(t, kind="stable")]
+        t = rows["t"]
+    late = int(np.count_nonzero(t < state.last_t))
+    keep = np.isfinite(t) & ~(t <= state.last_t)
+    keep[1:] &= t[1:] != t[:-1]  # first arrival of an equal t wins
+    duplicates = len(t) - late - int(np.count_nonzero(keep))
+    return rows[keep], late, duplicates
+
+
+def _ffill_prev(
+    values: np.ndarray, t: np.ndarray, carry: float, carry_t: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each sample, the last finite value strictly before it, and its time."""
+    idx = np.where(np.isfinite(values), np.arange(len(values)), -1)
+    idx = np.maximum.accumulate(idx)
+    prev = np.concatenate(([-1], idx[:-1]))
+    has = prev >= 0
+    return np.where(has, values[prev], carry), np.where(has, t[prev], carry_t)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One batch of a car's rows, with what boundary detection needs per sample."""
+
+    t: np.ndarray
+    lap: np.ndarray
+    d: np.ndarray
+    sector: np.ndarray
+    d_prev: np.ndarray
+    d_prev_t: np.ndarray
+    wrap: np.ndarray
+    gap: np.ndarray
+    candidate: np.ndarray
+
+
+def _prepare(
+    st: ChassisState, rows: np.ndarray, phys: PointPhysics, track: TrackShape | None
+) -> _Stream:
+    t, lap, d = rows["t"], rows["lap"], rows["lapdist_m"]
+    sector = sector_of(track, d) if track is not None else np.full(len(t), -1)
+    d_prev, d_prev_t = _ffill_prev(d, t, st.last_lapdist_m, st.last_lapdist_t)
+    lap_prev, _ = _ffill_prev(lap, t, st.last_lap_raw, NAN)
+    half_lap_m = track.length_m / 2.0 if track is not None else np.inf  # no track: no wraps
+    wrap = d < d_prev - half_lap_m
+    sector_prev = np.concatenate(([st.last_sector_raw], sector[:-1]))
+    lap_change = np.isfinite(lap) & (lap != lap_prev)
+    candidate = wrap | lap_change | (sector != sector_prev)
+    return _Stream(t, lap, d, sector, d_prev, d_prev_t, wrap, phys.gap, candidate)
+
+
+def advance(
+    state: ChassisState, rows: np.ndarray, track: TrackShape | None
+) -> tuple[ChassisState, list[SectorRecord], list[LapRecord]]:
+    """Feed one car's new rows (``POINT_DTYPE``, sorted by ``t``) through lap timing.
+
+    Pure: ``state`` is not modified. ``track`` None (unknown track) means
+    lap-number changes only and no sectors. Returns ``(new_state,
+    completed_sectors, completed_laps)`` in time order.
+    """
+    rows, late, duplicates = _fresh_rows(state, rows)
+    st = state.copy()
+    st.late_rows += late
+    st.duplicate_rows += duplicates
+    if len(rows) == 0:
+        return st, [], []
+    phys, new_carry = point_physics(rows, st.physics)
+    stream = _prepare(st, rows, phys, track)
+    if math.isnan(st.lap_first_t):
+        st.lap_first_t = float(stream.t[0])
+    starts = np.union1d([0], np.flatnonzero(stream.candidate))
+    walker = _Walker(st, stream, track)
+    for start, part in zip(starts, segment_partials(rows, phys, starts), strict=True):
+        if stream.candidate[start]:
+            walker.event(int(start))
+        walker.absorb(part)
+    _remember_last(st, stream, phys, new_carry)
+    return st, walker.sectors, walker.laps
+
+
+def _remember_last(st: ChassisState, s: _Stream, phys: PointPhysics, carry: PhysicsCarry) -> None:
+    st.last_t = float(s.t[-1])
+    st.physics = carry
+    st.last_sector_raw = int(s.sector[-1])
+    st.last_load_norm = tuple(float(x) for x in phys.load_norm[-1])
+    lap_at = np.flatnonzero(np.isfinite(s.lap))
+    if len(lap_at):
+        st.last_lap_raw = float(s.lap[lap_at[-1]])
+    d_at = np.flatnonzero(np.isfinite(s.d))
+    if len(d_at):
+        st.last_lapdist_m = float(s.d[d_at[-1]])
+        st.last_lapdist_t = float(s.t[d_at[-1]])
+
+
+class _Walker:
+    """Applies boundary events in time order to a (private copy of a) state."""
+
+    def __init__(self, st: ChassisState, stream: _Stream, track: TrackShape | None) -> None:
+        self.st = st
+        self.s = stream
+        self.track = track
+        self.n_sectors = len(track.sector_starts_m) if track is not None else 0
+        self.sectors: list[SectorRecord] = []
+        self.laps: list[LapRecord] = []
+        if len(st.sector_times_s) != self.n_sectors:
+            st.sector_times_s = (NAN,) * self.n_sectors
+
+    def absorb(self, part: Partial) -> None:
+        st = self.st
+        st.lap_agg = merge(st.lap_agg, part)
+        st.sector_agg = merge(st.sector_agg, part)
+        st.stint_agg = merge(st.stint_agg, part)
+
+    def event(self, b: int) -> None:
+        """Sample ``b`` may start a lap or sector: decide and complete what ended."""
+        st, s = self.st, self.s
+        wrap_t = NAN
+        if s.wrap[b]:
+            wrap_t = float(self._crossing_times(b, np.array([self._line_m(b)]), unwrap=True)[0])
+        if math.isfinite(s.lap[b]):
+            lap_no = int(s.lap[b])
+            if st.lap is None:
+                st.lap = lap_no
+            elif lap_no > st.lap:
+                self._lap_boundary(b, self._lap_crossing_t(b, wrap_t), lap_no)
+                return
+            elif lap_no < st.lap:
+                self._reset(b, lap_no)
+                return
+            elif s.wrap[b]:
+                st.pending_wrap_t = wrap_t  # distance reset before the lap counter
+        elif s.wrap[b]:
+            if st.lap is None:
+                st.lap = 0
+            self._lap_boundary(b, wrap_t, st.lap + 1)
+            return
+        self._advance_sectors(b)
+
+    def _lap_crossing_t(self, b: int, wrap_t: float) -> float:
+        """When the lap number went up at ``b``: the interpolated wrap in the
+        same pair, else a recent wrap the counter trailed, else ``t[b]``;
+        NaN (unknown) when ``b`` ends a gap and nothing placed the line."""
+        st, t_b = self.st, float(self.s.t[b])
+        if math.isfinite(wrap_t):
+            return wrap_t
+        pending = st.pending_wrap_t
+        if pending >= st.lap_first_t and t_b - pending <= LAP_WRAP_MATCH_S:
+            return pending
+        return NAN if self.s.gap[b] else t_b
+
+    def _line_m(self, b: int) -> float:
+        """Where the old lap ended in its own metres: the track length, or
+        further when the distance overshot it (lap-trigger lag)."""
+        assert self.track is not None
+        return max(self.track.length_m, float(self.s.d_prev[b]))
+
+    def _crossing_times(self, b: int, bounds_m: np.ndarray, unwrap: bool) -> np.ndarray:
+        """Interpolated times (s) at which the car passed ``bounds_m`` before sample ``b``.
+
+        Linear in distance between the last sample with a lap distance and
+        ``b``. With ``unwrap`` the segment crosses the line: ``b``'s distance
+        is moved past ``_line_m`` so old-lap metres stay as they are and a
+        new-lap distance ``x`` is ``x + _line_m(b)``. NaN where the segment
+        has no positive length (no earlier distance, or distance went back).
+        """
+        s = self.s
+        a_d, a_t, b_d = s.d_prev[b], s.d_prev_t[b], s.d[b]
+        if unwrap:
+            b_d = b_d + self._line_m(b)
+        span_m = b_d - a_d
+        if not span_m > 0.0:
+            return np.full(len(bounds_m), NAN)
+        frac = np.clip((bounds_m - a_d) / span_m, 0.0, 1.0)
+        return a_t + frac * (s.t[b] - a_t)
+
+    def _complete_sector(self, k: int, end_t: float) -> None:
+        st = self.st
+        time_s = end_t - st.sector_start_t
+        lap = st.lap if st.lap is not None else 0
+        record = SectorRecord(lap, k, time_s, st.sector_start_t, end_t, st.sector_agg)
+        self.sectors.append(record)
+        times = list(st.sector_times_s)
+        times[k] = time_s
+        st.sector_times_s = tuple(times)
+        if math.isfinite(time_s):
+            rolling = st.sector_rolling.get(k, SectorRolling())
+            st.sector_rolling[k] = rolling.add(time_s, st.sector_agg)
+        st.sector, st.sector_start_t, st.sector_agg = k + 1, end_t, EMPTY
+
+    def _advance_sectors(self, b: int) -> None:
+        """Within a lap: complete every sector between the current one and ``b``'s."""
+        st, target = self.st, int(self.s.sector[b])
+        if self.track is None or target < 0:
+            return
+        if st.sector < 0:  # first distance seen in this lap: joined mid-sector
+            st.sector, st.sector_start_t, st.sector_agg = target, NAN, EMPTY
+            return
+        if target <= st.sector:
+            return
+        bounds = self.track.sector_starts_m[st.sector + 1 : target + 1]
+        ends = self._crossing_times(b, bounds, unwrap=False)
+        for k, end_t in zip(range(st.sector, target), ends, strict=True):
+            self._complete_sector(k, float(end_t))
+
+    def _finish_lap_sectors(self, b: int, end_t: float) -> None:
+        """The lap ended at ``end_t`` (NaN: unknown): complete its remaining sectors."""
+        st = self.st
+        if self.track is None or not 0 <= st.sector < self.n_sectors:
+            return
+        inner = self.track.sector_starts_m[st.sector + 1 :]
+        if self.s.wrap[b] and math.isfinite(end_t):
+            ends = self._crossing_times(b, inner, unwrap=True)
+        else:
+            ends = np.full(len(inner), NAN)
+        for k, sector_end_t in zip(range(st.sector, self.n_sectors), [*ends, end_t], strict=True):
+            self._complete_sector(k, float(sector_end_t))
+
+    def _enter_lap_sectors(self, b: int) -> None:
+        """A lap began: place the car, completing sectors it already passed."""
+        st, s = self.st, self.s
+        if self.track is None:
+            return
+        if math.isnan(st.lap_start_t):  # start unknown: join wherever the car is
+            self._advance_sectors(b)
+            return
+        st.sector, st.sector_start_t, st.sector_agg = 0, st.lap_start_t, EMPTY
+        target = int(s.sector[b])
+        if target <= 0 or (not s.wrap[b] and s.d[b] > self.track.length_m / 2.0):
+            return  # at the line, or the distance has not reset yet
+        bounds = self.track.sector_starts_m[1 : target + 1]
+        if s.wrap[b]:
+            ends = self._crossing_times(b, bounds + self._line_m(b), unwrap=True)
+        else:
+            ends = np.full(target, NAN)
+        for k, end_t in zip(range(target), ends, strict=True):
+            self._complete_sector(k, float(end_t))
+
+    def _lap_boundary(self, b: int, cross_t: float, new_lap: int) -> None:
+        """Lap ``st.lap`` ended and ``new_lap`` began at ``cross_t`` (NaN: unknown).
+
+        A lap number jumping by more than one means laps without data: the old
+        lap's end is unknown, and so is the new lap's start if ``b`` ends a gap.
+        Unknown ends make partial laps (no lap time), never wrong ones.
+        """
+        st, t_b = self.st, float(self.s.t[b])
+        skipped = st.lap is not None and new_lap > st.lap + 1
+        end_t = NAN if skipped else cross_t
+        start_t = NAN if skipped and self.s.gap[b] else cross_t
+        self._finish_lap_sectors(b, end_t)
+        record = self._lap_record(b, end_t)
+        self.laps.append(record)
+        if not record.partial:
+            st.laps_completed += 1
+            st.last_lap_time_s = record.lap_time_s
+            st.best_lap_time_s = float(np.fmin(st.best_lap_time_s, record.lap_time_s))
+        self._start_lap(new_lap, start_t, start_t if math.isfinite(start_t) else t_b)
+        self._enter_lap_sectors(b)
+
+    def _lap_record(self, b: int, end_t: float) -> LapRecord:
+        st = self.st
+        partial = math.isnan(st.lap_start_t) or math.isnan(end_t)
+        return LapRecord(
+            lap=st.lap if st.lap is not None else 0,
+            lap_time_s=NAN if partial else end_t - st.lap_start_t,
+            sector_times_s=list(st.sector_times_s),
+            start_t=st.lap_first_t if math.isnan(st.lap_start_t) else st.lap_start_t,
+            end_t=end_t if math.isfinite(end_t) else float(self.s.t[b]),
+            partial=partial,
+            has_gap=st.lap_agg.gaps > 0 or bool(self.s.gap[b]) or math.isnan(end_t),
+            aggregates=st.lap_agg,
+        )
+
+    def _start_lap(self, lap: int, start_t: float, first_t: float) -> None:
+        st = self.st
+        st.lap, st.lap_start_t, st.lap_first_t = lap, start_t, first_t
+        st.lap_agg, st.sector_agg, st.pending_wrap_t = EMPTY, EMPTY, NAN
+        st.sector_times_s = (NAN,) * self.n_sectors
+        st.sector, st.sector_start_t = -1, NAN
+
+    def _reset(self, b: int, lap: int) -> None:
+        """The lap number went down (new session, counter reset): drop the lap in progress."""
+        self._start_lap(lap, NAN, float(self.s.t[b]))
+        self._advance_sectors(b)

@@ -1,0 +1,244 @@
+"""The compute stage's I/O edge: ring -> process pool -> per-chassis state -> insights.
+
+Every ``BATCH_MS`` the runner reads the rows that arrived since its cursor
+and submits them, all cars at once, to a ``ProcessPoolExecutor`` running the
+pure ``compute_batch``: one round trip per tick, never per point or per car.
+The event loop only awaits the future.
+
+Ordering and loss rules:
+
+* one batch in flight at a time (states pass from one tick to the next);
+  rows that arrive meanwhile queue and are concatenated into the next call,
+  which gives the same result however the stream is cut;
+* the queue is bounded by the ring capacity: past it the oldest queued rows
+  are dropped and counted (``points_lost``), as are rows overwritten in the
+  ring before the runner read them;
+* a dead worker breaks the pool: the pool is rebuilt and the batch retried
+  once (``compute_batch`` is pure, so a retry is safe); a second failure
+  drops the batch, counted in ``batches_failed``.
+
+This module is the only one in ``compute`` that knows about asyncio and
+processes; the rest is pure numpy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..ring import RingBuffer
+from ..tracks import Track, resolve_track
+from ..validate import Tables
+from .batch import BatchResult, compute_batch, track_table
+from .laps import ChassisState
+
+log = logging.getLogger(__name__)
+
+MAX_LAPS_KEPT = 1000
+"""Completed laps kept per chassis for /api/laps (bounded memory)."""
+
+Publish = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class ComputeStats:
+    batches: int = 0
+    rows: int = 0
+    merged_ticks: int = 0
+    points_lost: int = 0
+    pool_restarts: int = 0
+    batches_retried: int = 0
+    batches_failed: int = 0
+    late_rows: int = 0
+    duplicate_rows: int = 0
+    last_ms: float = 0.0
+    max_ms: float = 0.0
+    insights_sent: int = 0
+
+
+def _warm() -> int:
+    """Imported in each worker at start so the first real batch pays no import."""
+    return 0
+
+
+class ComputeRunner:
+    """Owns the pool, the per-chassis states, the latest insights and the laps."""
+
+    def __init__(
+        self,
+        ring: RingBuffer,
+        tables: Tables,
+        tracks: dict[str, Track],
+        workers: int,
+        publish: Publish,
+    ) -> None:
+        self.ring = ring
+        self.tables = tables
+        self.tracks = tracks
+        self.workers = workers
+        self.publish = publish
+        self.cursor = ring.written
+        self.states: dict[int, ChassisState] = {}
+        self.insights: dict[int, dict[str, Any]] = {}
+        self.laps: dict[int, deque[dict[str, Any]]] = {}
+        self.stats = ComputeStats()
+        self._queued: list[np.ndarray] = []
+        self._queued_rows = 0
+        self._inflight: asyncio.Task[None] | None = None
+        self._track_of_id: dict[int, Track | None] = {}
+        self.pool = self._new_pool()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["pitwall_rt.compute.batch"])
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+
+    async def start(self) -> None:
+        """Start the workers now rather than on the first batch."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.workers)))
+
+    async def close(self) -> None:
+        if self._inflight is not None:
+            self._inflight.cancel()
+            await asyncio.gather(self._inflight, return_exceptions=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in (self.pool._processes or {}).values() if p.pid]
+
+    async def run(self, interval_s: float) -> None:
+        """Tick until cancelled: queue new rows, start a batch when none is running."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += interval_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            self.tick()
+            if loop.time() - next_at > interval_s:
+                next_at = loop.time()
+
+    def tick(self) -> None:
+        read = self.ring.read_since(self.cursor)
+        self.cursor = read.cursor
+        self.stats.points_lost += read.missed
+        if len(read.rows):
+            self._enqueue(read.rows)
+        if self._queued and (self._inflight is None or self._inflight.done()):
+            rows = self._take_queue()
+            self._inflight = asyncio.get_running_loop().create_task(self._compute(rows))
+        elif self._queued and len(self._queued) > 1:
+            self.stats.merged_ticks += 1
+
+    # -- queue ------------------------------------------------------------------
+
+    def _enqueue(self, rows: np.ndarray) -> None:
+        self._queued.append(rows)
+        self._queued_rows += len(rows)
+        while self._queued_rows > self.ring.capacity and len(self._queued) > 1:
+            dropped = self._queued.pop(0)
+            self._queued_rows -= len(dropped)
+            self.stats.points_lost += len(dropped)
+
+    def _take_queue(self) -> np.ndarray:
+        rows = self._queued[0] if len(self._queued) == 1 else np.concatenate(self._queued)
+        self._queued.clear()
+        self._queued_rows = 0
+        return rows
+
+    # -- one batch ----------------------------------------------------------------
+
+    async def _compute(self, rows: np.ndarray) -> None:
+        chassis_ids = np.unique(rows["chassis"]).tolist()
+        states = {c: self.states[c] for c in chassis_ids if c in self.states}
+        tracks = self._track_table(np.unique(rows["track"]).tolist())
+        started = time.perf_counter()
+        result = await self._submit(rows, tracks, states)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.stats.last_ms = elapsed_ms
+        self.stats.max_ms = max(self.stats.max_ms, elapsed_ms)
+        if result is not None:
+            self._merge(result)
+
+    async def _submit(
+        self, rows: np.ndarray, tracks: dict[int, tuple[float, np.ndarray]], states: dict
+    ) -> BatchResult | None:
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            try:
+                return await loop.run_in_executor(self.pool, compute_batch, rows, tracks, states)
+            except BrokenProcessPool:
+                log.warning("compute worker died (attempt %d); rebuilding the pool", attempt)
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._new_pool()
+                self.stats.pool_restarts += 1
+                if attempt == 1:
+                    self.stats.batches_retried += 1
+            except Exception:
+                log.exception("compute batch of %d rows failed", len(rows))
+                break
+        self.stats.batches_failed += 1
+        return None
+
+    def _track_table(self, track_ids: list[int]) -> dict[int, tuple[float, np.ndarray]]:
+        known = {}
+        for tid in track_ids:
+            if tid not in self._track_of_id:
+                name = self.tables.track.name(tid) if tid else None
+                self._track_of_id[tid] = resolve_track(name, self.tracks) if name else None
+            track = self._track_of_id[tid]
+            if track is not None:
+                known[tid] = track
+        return track_table(known)
+
+    def _merge(self, result: BatchResult) -> None:
+        self.stats.batches += 1
+        self.stats.rows += result.rows
+        self.stats.late_rows += result.late
+        self.stats.duplicate_rows += result.duplicates
+        changed = []
+        for cid, res in result.chassis.items():
+            self.states[cid] = res.state
+            if res.laps:
+                kept = self.laps.setdefault(cid, deque(maxlen=MAX_LAPS_KEPT))
+                kept.extend(lap.to_dict() for lap in res.laps)
+            insight = self._decorate(cid, res.insight)
+            self.insights[cid] = insight
+            changed.append(insight)
+        if changed:
+            self.stats.insights_sent += len(changed)
+            self.publish({"type": "insight_update", "insights": changed})
+
+    def _decorate(self, cid: int, piece: dict[str, Any]) -> dict[str, Any]:
+        """Add names the pool doesn't know: chassis, track, sector name."""
+        state = self.states[cid]
+        tid = getattr(state, "track_id", 0) or 0
+        track = self._track_of_id.get(tid)
+        sector = piece.get("sector")
+        sector_name = (
+            track.sector_names[sector] if track is not None and sector is not None else None
+        )
+        return {
+            "chassis": self.tables.chassis.name(cid),
+            "track": track.id if track is not None else (self.tables.track.name(tid) or None),
+            "sector_name": sector_name,
+            **piece,
+        }
+
+    def laps_for(self, chassis: str) -> list[dict[str, Any]] | None:
+        cid = self.tables.chassis.lookup(chassis)
+        if cid is None:
+            return None
+        return list(self.laps.get(cid, ()))

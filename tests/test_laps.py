@@ -1,0 +1,258 @@
+"""Lap and sector completion from imperfect streams, on a synthetic constant-speed car.
+
+The car does 50 m/s round a 1,000 m track with sectors starting at 0, 300 and
+650 m: every lap is exactly 20 s and the sectors 6, 7 and 7 s. Lap 1 began
+123 m before t = 1000 s, so lap k+1 starts at t = 1000 + (1000 k - 123) / 50.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from pitwall_rt.compute.laps import (
+    ChassisState,
+    LapRecord,
+    SectorRecord,
+    TrackGeometry,
+    advance,
+    sector_of,
+)
+from pitwall_rt.schema import empty_rows
+from pitwall_rt.tracks import Track, sector_index
+
+LENGTH_M = 1000.0
+STARTS_M = np.array([0.0, 300.0, 650.0])
+TRACK = TrackGeometry(LENGTH_M, STARTS_M)
+SPEED_MPS = 50.0
+SECTOR_TIMES_S = [6.0, 7.0, 7.0]
+
+
+def lap_start_t(lap: int) -> float:
+    return 1000.0 + (LENGTH_M * (lap - 1) - 123.0) / SPEED_MPS
+
+
+def stream(t: np.ndarray, with_lap: bool = True) -> np.ndarray:
+    """Rows of the synthetic car at sample times ``t`` (s)."""
+    rows = empty_rows(len(t))
+    dist_m = SPEED_MPS * (t - 1000.0) + 123.0
+    rows["t"] = t
+    rows["chassis"] = 1
+    rows["lapdist_m"] = dist_m % LENGTH_M
+    if with_lap:
+        rows["lap"] = np.floor(dist_m / LENGTH_M) + 1
+    rows["speed_kmh"] = SPEED_MPS * 3.6
+    rows["accy_can"] = 0.6
+    return rows
+
+
+def grid(n: int = 300, start: float = 1000.07, step: float = 0.3) -> np.ndarray:
+    return start + step * np.arange(n)
+
+
+def run(
+    *batches: np.ndarray, track: TrackGeometry | None = TRACK
+) -> tuple[ChassisState, list[SectorRecord], list[LapRecord]]:
+    """Feed ``batches`` in order; return the final state and everything completed."""
+    state = ChassisState()
+    sectors: list[SectorRecord] = []
+    laps: list[LapRecord] = []
+    for rows in batches:
+        state, new_sectors, new_laps = advance(state, rows, track)
+        sectors += new_sectors
+        laps += new_laps
+    return state, sectors, laps
+
+
+def assert_full_laps_exact(laps: list[LapRecord]) -> None:
+    for lap in laps:
+        if lap.partial:
+            continue
+        assert lap.lap_time_s == pytest.approx(20.0, abs=1e-9)
+        assert lap.sector_times_s == pytest.approx(SECTOR_TIMES_S, abs=1e-9)
+        assert lap.end_t == pytest.approx(lap_start_t(lap.lap + 1), abs=1e-9)
+
+
+def test_sector_of_assigns_boundaries_to_the_sector_they_start() -> None:
+    d = np.array([0.0, 299.9, 300.0, 649.99, 650.0, 999.0, 1050.0, 1200.0, -1.0, np.nan])
+    assert sector_of(TRACK, d).tolist() == [0, 0, 1, 1, 2, 2, 2, -1, -1, -1]
+
+
+def test_sector_of_agrees_with_tracks_sector_index() -> None:
+    xy = np.zeros((9, 2))
+    track = Track(
+        "t", "T", LENGTH_M, ("S1", "S2", "S3"), STARTS_M, xy, xy[:, 0], xy[:, 0], xy[:, 0]
+    )
+    d = np.linspace(-50.0, 1150.0, 301)
+    assert sector_of(track, d).tolist() == sector_index(track, d).tolist()
+    _, _, laps = run(stream(grid()), track=TrackGeometry(track.length_m, track.sector_starts_m))
+    assert_full_laps_exact(laps)
+
+
+def test_advance_gives_exact_lap_and_sector_times_on_constant_speed_lap() -> None:
+    state, sectors, laps = run(stream(grid()))
+    assert [lap.lap for lap in laps] == [1, 2, 3, 4]
+    assert [lap.partial for lap in laps] == [True, False, False, False]
+    assert_full_laps_exact(laps)
+    assert state.lap == 5 and state.laps_completed == 3
+    assert state.best_lap_time_s == pytest.approx(20.0)
+    assert state.sector_rolling[1].time_s.mean == pytest.approx(7.0)
+    assert [(s.lap, s.sector) for s in sectors[:4]] == [(1, 0), (1, 1), (1, 2), (2, 0)]
+
+
+def test_advance_marks_first_lap_partial_when_car_joins_mid_lap() -> None:
+    _, _, laps = run(stream(grid()))
+    first = laps[0]
+    assert first.partial and math.isnan(first.lap_time_s)
+    assert first.start_t == pytest.approx(1000.07)
+    assert math.isnan(first.sector_times_s[0])  # joined inside sector 1
+    assert first.sector_times_s[1:] == pytest.approx(SECTOR_TIMES_S[1:])
+
+
+def test_advance_completes_laps_from_lapdist_wrap_when_lap_number_absent() -> None:
+    state, _, laps = run(stream(grid(), with_lap=False))
+    assert [lap.lap for lap in laps] == [0, 1, 2, 3]
+    assert_full_laps_exact([LapRecord(**{**vars(lap), "lap": lap.lap + 1}) for lap in laps])
+    assert state.lap == 4
+
+
+def test_advance_gives_same_laps_when_rows_arrive_shuffled() -> None:
+    rows = stream(grid())
+    shuffled = rows[np.random.default_rng(7).permutation(len(rows))]
+    _, _, ordered_laps = run(rows)
+    _, _, shuffled_laps = run(shuffled)
+    assert [lap.to_dict() for lap in shuffled_laps] == [lap.to_dict() for lap in ordered_laps]
+
+
+def test_advance_drops_and_counts_duplicates() -> None:
+    rows = stream(grid())
+    doubled = np.sort(np.concatenate((rows, rows[::5])), order="t")
+    state, _, laps = run(doubled[:101], doubled[100:])  # one row also repeats across batches
+    assert state.duplicate_rows == len(rows[::5]) + 1
+    _, _, clean_laps = run(rows)
+    assert [lap.to_dict() for lap in laps] == [lap.to_dict() for lap in clean_laps]
+
+
+def test_advance_drops_and_counts_late_rows_without_changing_laps() -> None:
+    rows = stream(grid())
+    late = rows[100:120]
+    state, _, laps = run(rows[:150], np.concatenate((late, rows[150:])))
+    assert state.late_rows == 20
+    _, _, clean_laps = run(rows)
+    assert [lap.to_dict() for lap in laps] == [lap.to_dict() for lap in clean_laps]
+
+
+def test_advance_flags_gap_but_completes_lap_when_points_missing() -> None:
+    t = grid()
+    t = t[(t < 1020.0) | (t > 1027.0)]  # 7 s hole in lap 2, across the S1/S2 line
+    _, _, laps = run(stream(t))
+    by_lap = {lap.lap: lap for lap in laps}
+    assert by_lap[2].has_gap and not by_lap[3].has_gap and not by_lap[1].has_gap
+    assert_full_laps_exact(laps)  # linear interpolation is exact at constant speed
+
+
+def test_advance_interpolates_lap_crossing_across_missing_points() -> None:
+    t = grid()
+    t = t[(t < lap_start_t(3) - 2.0) | (t > lap_start_t(3) + 4.0)]
+    _, _, laps = run(stream(t))
+    by_lap = {lap.lap: lap for lap in laps}
+    assert by_lap[2].has_gap and by_lap[3].has_gap
+    assert_full_laps_exact(laps)
+
+
+def test_advance_times_a_sector_skipped_by_missing_points() -> None:
+    t = grid()
+    t = t[(t < lap_start_t(2) + 5.9) | (t > lap_start_t(2) + 13.2)]  # all of S2 in lap 2
+    _, sectors, laps = run(stream(t))
+    skipped = next(s for s in sectors if (s.lap, s.sector) == (2, 1))
+    assert skipped.time_s == pytest.approx(7.0)
+    assert skipped.aggregates.count == 0
+    assert_full_laps_exact(laps)
+
+
+def test_advance_splits_lap_at_lap_number_only_when_track_unknown() -> None:
+    rows = stream(grid())
+    state, sectors, laps = run(rows, track=None)
+    assert sectors == [] and all(lap.sector_times_s == [] for lap in laps)
+    firsts = [rows["t"][np.argmax(rows["lap"] == k)] for k in (2, 3, 4, 5)]
+    assert [lap.end_t for lap in laps] == firsts
+    assert laps[1].lap_time_s == pytest.approx(firsts[1] - firsts[0])
+    assert state.sector == -1
+
+
+def test_advance_uses_lapdist_wrap_time_when_lap_counter_lags() -> None:
+    rows = stream(grid())
+    lagged = rows["lap"].copy()
+    lagged[2:] = rows["lap"][:-2]  # counter trails the distance reset by two samples
+    rows["lap"] = lagged
+    _, _, laps = run(rows)
+    assert [lap.lap for lap in laps] == [1, 2, 3, 4]
+    assert_full_laps_exact(laps)
+
+
+def test_advance_drops_lap_in_progress_when_lap_number_resets() -> None:
+    rows = stream(grid())
+    second = rows[130:].copy()
+    second["lap"] -= 2  # lap 3 in progress, then the counter restarts at 1
+    _, _, laps = run(rows[:130], second)
+    assert [(lap.lap, lap.partial) for lap in laps] == [
+        (1, True),
+        (2, False),
+        (1, True),
+        (2, False),
+    ]
+    assert laps[2].start_t == rows["t"][130]
+    assert laps[3].lap_time_s == pytest.approx(20.0)
+
+
+def test_advance_leaves_input_state_untouched_and_state_pickles() -> None:
+    rows = stream(grid())
+    state, _, _ = run(rows[:120])
+    before = pickle.dumps(state)
+    new_state, _, _ = advance(state, rows[120:], TRACK)
+    assert pickle.dumps(state) == before
+    assert pickle.loads(pickle.dumps(new_state)).lap == new_state.lap
+
+
+def test_advance_counts_samples_once_across_laps_and_stint() -> None:
+    rows = stream(grid())
+    state, _, laps = run(rows[:77], rows[77:190], rows[190:])
+    assert sum(lap.aggregates.count for lap in laps) + state.lap_agg.count == len(rows)
+    assert state.stint_agg.count == len(rows)
+    assert state.stint_agg.tire_stress_g_m[1] > state.stint_agg.tire_stress_g_m[0]  # left turns
+
+
+def test_advance_marks_lap_partial_when_lap_numbers_jump_over_missing_laps() -> None:
+    t = grid(400)
+    t = t[(t < lap_start_t(2) + 3.0) | (t > lap_start_t(4) + 5.0)]  # no data for all of lap 3
+    _, _, laps = run(stream(t))
+    by_lap = {lap.lap: lap for lap in laps}
+    assert 3 not in by_lap
+    assert by_lap[2].partial and by_lap[2].has_gap and math.isnan(by_lap[2].lap_time_s)
+    assert math.isnan(by_lap[2].sector_times_s[-1])
+    assert by_lap[4].partial and by_lap[4].sector_times_s[1:] == pytest.approx([7.0, 7.0])
+    assert_full_laps_exact([by_lap[5]])
+
+
+def test_advance_times_laps_to_a_sample_when_lap_counter_leads_distance() -> None:
+    rows = stream(grid())
+    lead = rows["lap"].copy()
+    lead[:-2] = rows["lap"][2:]  # counter goes up two samples before the distance resets
+    rows["lap"] = lead
+    _, _, laps = run(rows)
+    assert [lap.lap for lap in laps] == [1, 2, 3, 4]
+    for lap in laps[1:]:
+        assert lap.lap_time_s == pytest.approx(20.0, abs=0.3)
+        assert sum(lap.sector_times_s) == pytest.approx(lap.lap_time_s)
+
+
+def test_advance_leaves_lap_untimed_when_line_falls_in_a_gap_and_track_unknown() -> None:
+    t = grid()
+    t = t[(t < lap_start_t(3) - 3.0) | (t > lap_start_t(3) + 3.0)]
+    _, _, laps = run(stream(t), track=None)
+    by_lap = {lap.lap: lap for lap in laps}
+    assert by_lap[2].partial and by_lap[2].has_gap and by_lap[3].partial
+    assert not by_lap[4].partial
