@@ -428,3 +428,26 @@ def test_hub_stats_count_frames_and_bytes_sent(s: Setup) -> None:
     assert s.hub.stats.bytes_sent == sum(map(len, t.frames))
     assert s.hub.stats.clients_total == 1
     assert np.isfinite(s.hub.stats.max_tick_ms)
+
+
+def test_hub_reply_is_skipped_for_a_client_over_its_buffer() -> None:
+    tables = make_tables()
+    hub = Hub(RingBuffer(16), tables, max_buffer_bytes=1000, max_points_per_chassis=5, stuck_s=1.0)
+
+    class Full:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def get_write_buffer_size(self) -> int:
+            return 5000
+
+        def is_closing(self) -> bool:
+            return False
+
+    transport = Full()
+    client = Client(transport, close=lambda code, reason: None)
+    assert hub.reply(client, {"type": "error", "error": "x"}) is False
+    assert transport.written == [] and hub.stats.replies_dropped == 1

@@ -78,6 +78,7 @@ class HubStats:
     bytes_sent: int = 0
     frames_dropped: int = 0
     clients_closed_slow: int = 0
+    replies_dropped: int = 0
     clients_total: int = 0
     points_lost: int = 0  # overwritten in the ring before the hub read them
     last_tick_ms: float = 0.0
@@ -149,6 +150,18 @@ class Hub:
         for client in list(self.clients):
             if channel in client.subscription.channels:
                 self._offer(client, frame)
+
+    def reply(self, client: Client, message: dict[str, Any]) -> bool:
+        """Answer one client (subscribed, error). Skipped when the client is
+        over its buffer, so a client that writes but never reads can't grow
+        our memory by making us answer it."""
+        if client.closing or client.transport.is_closing():
+            return False
+        if client.transport.get_write_buffer_size() > self.max_buffer_bytes:
+            self.stats.replies_dropped += 1
+            return False
+        self._write(client, text_frame(orjson.dumps(message)))
+        return True
 
     async def run(self, interval_s: float) -> None:
         """Tick every ``interval_s`` on a fixed schedule (no drift) until cancelled."""

@@ -69,6 +69,7 @@ def health_counters(app: web.Application) -> dict[str, object]:
             "clients_total": hub.stats.clients_total,
             "frames_sent": hub.stats.frames_sent,
             "frames_dropped": hub.stats.frames_dropped,
+            "replies_dropped": hub.stats.replies_dropped,
             "clients_closed_slow": hub.stats.clients_closed_slow,
             "last_tick_ms": round(hub.stats.last_tick_ms, 3),
             "max_tick_ms": round(hub.stats.max_tick_ms, 3),

@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..broadcast.frames import text_frame
 from ..broadcast.hub import Client
 from ..broadcast.subscription import SubscriptionError, apply_message
 from .keys import HUB, SETTINGS, WEBSOCKETS
@@ -43,25 +42,25 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
-                _handle_text(client, message.data)
+                hub.reply(client, _handle_text(client, message.data))
             elif message.type == WSMsgType.BINARY:
-                _send(client, {"type": "error", "error": "send JSON text frames"})
+                hub.reply(client, {"type": "error", "error": "send JSON text frames"})
     finally:
         hub.remove(client)
         sockets.discard(ws)
     return ws
 
 
-def _handle_text(client: Client, text: str) -> None:
+def _handle_text(client: Client, text: str) -> dict[str, Any]:
+    """Apply a client message; returns the answer to send back."""
     try:
         message: Any = orjson.loads(text)
         client.subscription = apply_message(client.subscription, message)
     except orjson.JSONDecodeError:
-        _send(client, {"type": "error", "error": "message is not JSON"})
+        return {"type": "error", "error": "message is not JSON"}
     except SubscriptionError as exc:
-        _send(client, {"type": "error", "error": str(exc)})
-    else:
-        _send(client, {"type": "subscribed", "subscription": _describe(client)})
+        return {"type": "error", "error": str(exc)}
+    return {"type": "subscribed", "subscription": _describe(client)}
 
 
 def _describe(client: Client) -> dict[str, Any]:
@@ -71,11 +70,6 @@ def _describe(client: Client) -> dict[str, Any]:
         "channels": sorted(sub.channels),
         "full_rate": sub.full_rate,
     }
-
-
-def _send(client: Client, message: dict[str, Any]) -> None:
-    if not client.transport.is_closing():
-        client.transport.write(text_frame(orjson.dumps(message)))
 
 
 _closing: set[asyncio.Task[None]] = set()
