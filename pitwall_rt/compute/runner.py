@@ -24,8 +24,11 @@ processes; the rest is pure numpy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
+import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -110,11 +113,22 @@ class ComputeRunner:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.workers)))
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 1.0) -> None:
+        """Stop the pool and wait for its workers (briefly): leaving them to
+        the interpreter's exit hook makes it write to a closed pipe."""
         if self._inflight is not None:
             self._inflight.cancel()
             await asyncio.gather(self._inflight, return_exceptions=True)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        pids = self.worker_pids()
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(self.pool.shutdown, wait=True, cancel_futures=True), timeout_s
+            )
+        except TimeoutError:
+            log.warning("compute workers did not stop in %.1f s; killing them", timeout_s)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def worker_pids(self) -> list[int]:
         return [p.pid for p in (self.pool._processes or {}).values() if p.pid]

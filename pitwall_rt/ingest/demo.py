@@ -1,9 +1,12 @@
 """The demo source: replay demo_data.json in a loop, at real time, as live cars.
 
 Points go through the same ``Ingestor`` as UDP, stamped with the wall clock
-when they are sent, so a new user sees cars lapping within seconds. Each
-pass of the loop adds the file's lap count to the lap numbers, so laps keep
-counting up instead of jumping back to 1.
+when they are sent, so a new user sees cars lapping within seconds.
+
+Each car loops on its own: its recording is cut where the car is back at
+the lap distance it started from, after as many whole laps as the file
+holds, so a pass ends where the next begins and lap numbers just keep
+counting (no jump in lap distance that lap timing would read as a short lap).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from .pipeline import Ingestor
@@ -20,13 +24,52 @@ log = logging.getLogger(__name__)
 TICK_S = 0.05  # send cadence; finer than any BATCH_MS
 
 
-def plan_demo(points: list[dict[str, Any]]) -> tuple[list[float], int, float]:
-    """Sample times (s from start), laps per pass and the pass length (s)."""
-    times = [float(p["t_s"]) for p in points]
-    laps = [int(p["lap"]) for p in points if p.get("lap") is not None]
-    lap_span = (max(laps) - min(laps) + 1) if laps else 0
-    period = (times[-1] + (times[-1] - times[0]) / max(1, len(times) - 1)) if times else 0.0
-    return times, lap_span, period
+@dataclass
+class CarLoop:
+    """One car's points (times relative to its first) and how it repeats."""
+
+    points: list[dict[str, Any]]
+    times_s: list[float]
+    period_s: float
+    laps_per_pass: int
+    index: int = 0
+    passes: int = 0
+
+
+def whole_laps(points: list[dict[str, Any]]) -> tuple[int, int]:
+    """(samples, laps): the prefix ending where the car is back at its start
+    distance after the most whole laps, and that lap count (0 if none)."""
+    first = points[0]
+    lap0, d0 = first.get("lap"), first.get("lapdist_m")
+    if lap0 is None or d0 is None:
+        return len(points), 0
+    best = (len(points), 0)
+    target = int(lap0) + 1
+    for i, p in enumerate(points):
+        lap, dist = p.get("lap"), p.get("lapdist_m")
+        if lap is not None and dist is not None and (int(lap), dist) >= (target, d0):
+            best = (i, target - int(lap0))
+            target += 1
+    return best
+
+
+def plan_loops(points: list[dict[str, Any]]) -> list[CarLoop]:
+    """Split the file by chassis and cut each car to whole laps."""
+    by_car: dict[str, list[dict[str, Any]]] = {}
+    for point in points:
+        by_car.setdefault(point["chassis"], []).append(point)
+    loops = []
+    for car_points in by_car.values():
+        end, laps = whole_laps(car_points)
+        kept = car_points[: max(end, 1)]
+        start = float(kept[0]["t_s"])
+        times = [float(p["t_s"]) - start for p in kept]
+        step = times[-1] / max(1, len(times) - 1)
+        period = (
+            float(car_points[end]["t_s"]) - start if end < len(car_points) else times[-1] + step
+        )
+        loops.append(CarLoop(kept, times, max(period, step), laps))
+    return loops
 
 
 def stamp(point: dict[str, Any], wall_s: float, lap_offset: int) -> dict[str, Any]:
@@ -38,6 +81,22 @@ def stamp(point: dict[str, Any], wall_s: float, lap_offset: int) -> dict[str, An
     return out
 
 
+def due_points(loop: CarLoop, elapsed_s: float, wall_s: float) -> list[dict[str, Any]]:
+    """Every point of ``loop`` due by ``elapsed_s`` (s since the demo began)."""
+    out = []
+    while True:
+        local = elapsed_s - loop.passes * loop.period_s
+        if loop.index >= len(loop.points):
+            loop.index = 0
+            loop.passes += 1
+            continue
+        if loop.times_s[loop.index] > local:
+            return out
+        point = loop.points[loop.index]
+        out.append(stamp(point, wall_s, loop.passes * loop.laps_per_pass))
+        loop.index += 1
+
+
 async def run_demo(ingestor: Ingestor, path: str, speed: float = 1.0) -> None:
     """Replay forever (until cancelled) at ``speed`` times real time."""
     from ..demo_gen import load_demo
@@ -46,26 +105,13 @@ async def run_demo(ingestor: Ingestor, path: str, speed: float = 1.0) -> None:
     if not points:
         log.warning("demo file %s holds no points", path)
         return
-    times, lap_span, period_s = plan_demo(points)
-    log.info("demo: %d points from %s, %.0f s per pass", len(points), path, period_s)
-    passes = 0
+    loops = plan_loops(points)
+    log.info("demo: %d cars, %d points from %s", len(loops), len(points), path)
+    start = time.monotonic()
     while True:
-        start_wall = time.time()
-        start = time.monotonic()
-        i = 0
-        while i < len(points):
-            elapsed = (time.monotonic() - start) * speed
-            j = i
-            while j < len(points) and times[j] <= elapsed:
-                j += 1
-            if j > i:
-                wall = time.time()
-                batch = [stamp(p, wall, passes * lap_span) for p in points[i:j]]
-                ingestor.ingest_values(batch, "demo")
-                i = j
-            await asyncio.sleep(TICK_S)
-        passes += 1
-        # Wait out the last sample interval so the next pass starts on time.
-        rest = period_s / speed - (time.monotonic() - start)
-        await asyncio.sleep(max(0.0, rest))
-        log.debug("demo pass %d done in %.1f s", passes, time.time() - start_wall)
+        elapsed = (time.monotonic() - start) * speed
+        wall = time.time()
+        batch = [p for loop in loops for p in due_points(loop, elapsed, wall)]
+        if batch:
+            ingestor.ingest_values(batch, "demo")
+        await asyncio.sleep(TICK_S)
