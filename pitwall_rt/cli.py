@@ -1,4 +1,7 @@
-"""Command line: ``pitwall-rt [--demo] [--port N ...]`` serves.
+"""Command line: ``pitwall-rt [--demo] [--port N ...]`` serves;
+``pitwall-rt replay PATH --rate X --to udp://HOST:PORT`` sends a recording,
+CSV or demo file to a running server; ``pitwall-rt generate`` writes
+synthetic sessions.
 
 Every setting has a flag (``--batch-ms 50``); flags beat environment
 variables, which beat config.toml. A bad setting prints one line naming it
@@ -27,7 +30,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = {
+    "replay": ("pitwall_rt.replay", "main"),
+    "generate": ("pitwall_rt.replay", "main_generate"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module, function = SUBCOMMANDS[argv[0]]
+        command = getattr(importlib.import_module(module), function)
+        return int(command(argv[1:]))
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(
