@@ -83,7 +83,7 @@ def stamp(point: dict[str, Any], wall_s: float, lap_offset: int) -> dict[str, An
 
 def due_points(loop: CarLoop, elapsed_s: float, wall_s: float) -> list[dict[str, Any]]:
     """Every point of ``loop`` due by ``elapsed_s`` (s since the demo began)."""
-    out = []
+    out: list[dict[str, Any]] = []
     while True:
         local = elapsed_s - loop.passes * loop.period_s
         if loop.index >= len(loop.points):

@@ -7,19 +7,24 @@ the error middleware.
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from aiohttp import web
 
 from ..config import Settings
+from ..history import history_query, read_history
 from ..ingest.udp import kernel_drops
 from ..payload import Decoded, decode_into
 from ..points import rows_to_points
+from ..recording import list_sessions
 from .keys import (
     COMPUTE,
     F1,
     HUB,
     INGESTOR,
     LOOP_STATS,
+    RECORDER,
     RING,
     SETTINGS,
     TABLES,
@@ -39,6 +44,8 @@ def add_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/insights", insights)
     app.router.add_get("/api/laps/{chassis}", laps)
+    app.router.add_get("/api/sessions", sessions)
+    app.router.add_get("/api/history", history)
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -82,6 +89,7 @@ def health_counters(app: web.Application) -> dict[str, object]:
         "f1": app[F1].decoder.stats(),
         "chassis": len(app[TABLES].chassis),
         "compute": _compute_counters(app),
+        "recording": app[RECORDER].health() if RECORDER in app else {},
         "loop": {
             "max_lag_ms": round(app[LOOP_STATS].max_lag_ms, 3),
             "last_lag_ms": round(app[LOOP_STATS].last_lag_ms, 3),
@@ -99,6 +107,22 @@ def _compute_counters(app: web.Application) -> dict[str, object]:
     stats["max_ms"] = round(runner.stats.max_ms, 3)
     stats["workers"] = runner.workers
     return stats
+
+
+async def sessions(request: web.Request) -> web.Response:
+    data_dir = request.app[SETTINGS].DATA_DIR
+    return _json(await asyncio.to_thread(list_sessions, data_dir))
+
+
+async def history(request: web.Request) -> web.Response:
+    try:
+        query = history_query(request.query)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    recorder = request.app[RECORDER]
+    await asyncio.to_thread(recorder.flush)
+    points = await asyncio.to_thread(read_history, request.app[SETTINGS].DATA_DIR, query)
+    return _json(points)
 
 
 async def insights(request: web.Request) -> web.Response:

@@ -23,12 +23,13 @@ from ..ingest.f1_source import F1Ingest
 from ..ingest.pipeline import Ingestor
 from ..ingest.udp import UdpReceiver, make_socket
 from ..loopwatch import LoopStats, watch_loop
+from ..recording import FLUSH_INTERVAL_S, Recorder
 from ..ring import RingBuffer
 from ..schema import StringTable
 from ..stats import IngestStats
 from ..tracks import Track, TrackFileError, load_tracks
 from ..validate import Tables
-from . import api, ws
+from . import api, api_strategy, ws
 from .keys import (
     BACKGROUND,
     COMPUTE,
@@ -37,6 +38,7 @@ from .keys import (
     HUB,
     INGESTOR,
     LOOP_STATS,
+    RECORDER,
     RING,
     SETTINGS,
     TABLES,
@@ -82,6 +84,7 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
         stuck_s=settings.WS_STUCK_S,
     )
     app[TRACKS] = tracks
+    app.cleanup_ctx.append(recording_context)
     app.cleanup_ctx.append(udp_context)
     app.cleanup_ctx.append(broadcast_context)
     app.cleanup_ctx.append(compute_context)
@@ -89,6 +92,7 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
         app.cleanup_ctx.append(demo_context)
     app.on_shutdown.append(ws.close_all)
     api.add_routes(app, settings)
+    api_strategy.add_routes(app)
     app.router.add_get(settings.WS_PATH, ws.websocket_handler)
     _add_static(app, Path(settings.PUBLIC_DIR))
     return app
@@ -111,6 +115,20 @@ def _add_static(app: web.Application, public: Path) -> None:
 
     app.router.add_get("/", static_file)
     app.router.add_get("/{path:(?!api/|metrics).+}", static_file)
+
+
+async def recording_context(app: web.Application) -> AsyncIterator[None]:
+    """Record every accepted point to DATA_DIR. Registered before UDP so it is
+    torn down after UDP's final flush and records those points too."""
+    recorder = Recorder(app[SETTINGS].DATA_DIR, app[TABLES])
+    app[RECORDER] = recorder
+    ingestor = app[INGESTOR]
+    ingestor.listeners.append(recorder.append)
+    task = asyncio.create_task(recorder.run(FLUSH_INTERVAL_S), name="recorder")
+    yield
+    await _cancel(task)
+    ingestor.listeners.remove(recorder.append)
+    await asyncio.to_thread(recorder.close)
 
 
 async def udp_context(app: web.Application) -> AsyncIterator[None]:
@@ -157,6 +175,7 @@ async def compute_context(app: web.Application) -> AsyncIterator[None]:
         app[TRACKS],
         settings.WORKERS,
         publish=lambda message: hub.publish("insights", message),
+        publish_alert=lambda message: hub.publish("alerts", message),
     )
     app[COMPUTE] = runner
     await runner.start()

@@ -18,6 +18,7 @@ from ..ingest.f1_source import F1Ingest
 from ..ingest.pipeline import Ingestor
 from ..ingest.udp import UdpReceiver
 from ..loopwatch import LoopStats
+from ..recording import Recorder
 from ..ring import RingBuffer
 from ..tracks import Track
 from ..validate import Tables
@@ -36,3 +37,4 @@ WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 COMPUTE = web.AppKey("compute", ComputeRunner)
 TRACKS = web.AppKey("tracks", dict[str, Track])
 LOOP_STATS = web.AppKey("loop_stats", LoopStats)
+RECORDER = web.AppKey("recorder", Recorder)
