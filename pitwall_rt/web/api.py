@@ -26,6 +26,7 @@ from .keys import (
     LOOP_STATS,
     RECORDER,
     RING,
+    S3,
     SETTINGS,
     TABLES,
     UDP,
@@ -90,6 +91,7 @@ def health_counters(app: web.Application) -> dict[str, object]:
         "chassis": len(app[TABLES].chassis),
         "compute": _compute_counters(app),
         "recording": app[RECORDER].health() if RECORDER in app else {},
+        "s3": app[S3].stats() if S3 in app else {},
         "loop": {
             "max_lag_ms": round(app[LOOP_STATS].max_lag_ms, 3),
             "last_lag_ms": round(app[LOOP_STATS].last_lag_ms, 3),
@@ -237,6 +239,9 @@ async def metrics(request: web.Request) -> web.Response:
             [({}, udp["kernel_drops"])],
         )
     out.gauge("pitwall_uptime_seconds", "Seconds since start.", stats.uptime_s)
+    if S3 in app:
+        for name, kind, help_text, samples in app[S3].metric_samples():
+            out.add(name, kind, help_text, samples)
     out.gauge(
         "pitwall_loop_max_lag_ms", "Longest event-loop stall seen, ms.", app[LOOP_STATS].max_lag_ms
     )

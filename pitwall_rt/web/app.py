@@ -21,6 +21,7 @@ from ..compute.runner import ComputeRunner
 from ..config import ConfigError, Settings
 from ..ingest.f1_source import F1Ingest
 from ..ingest.pipeline import Ingestor
+from ..ingest.s3 import S3Poller
 from ..ingest.udp import UdpReceiver, make_socket
 from ..loopwatch import LoopStats, watch_loop
 from ..recording import FLUSH_INTERVAL_S, Recorder
@@ -40,6 +41,7 @@ from .keys import (
     LOOP_STATS,
     RECORDER,
     RING,
+    S3,
     SETTINGS,
     TABLES,
     TRACKS,
@@ -88,6 +90,7 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
     app.cleanup_ctx.append(udp_context)
     app.cleanup_ctx.append(broadcast_context)
     app.cleanup_ctx.append(compute_context)
+    app.cleanup_ctx.append(s3_context)
     if demo:
         app.cleanup_ctx.append(demo_context)
     app.on_shutdown.append(ws.close_all)
@@ -183,6 +186,15 @@ async def compute_context(app: web.Application) -> AsyncIterator[None]:
     yield
     await _cancel(task)
     await runner.close()
+
+
+async def s3_context(app: web.Application) -> AsyncIterator[None]:
+    """Poll S3_BUCKET for CSV files (does nothing when S3_BUCKET is empty)."""
+    poller = S3Poller(app[INGESTOR], app[SETTINGS])
+    app[S3] = poller
+    task = asyncio.create_task(poller.run(), name="s3")
+    yield
+    await _cancel(task)
 
 
 async def broadcast_context(app: web.Application) -> AsyncIterator[None]:

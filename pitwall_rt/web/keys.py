@@ -16,6 +16,7 @@ from ..compute.runner import ComputeRunner
 from ..config import Settings
 from ..ingest.f1_source import F1Ingest
 from ..ingest.pipeline import Ingestor
+from ..ingest.s3 import S3Poller
 from ..ingest.udp import UdpReceiver
 from ..loopwatch import LoopStats
 from ..recording import Recorder
@@ -38,3 +39,4 @@ COMPUTE = web.AppKey("compute", ComputeRunner)
 TRACKS = web.AppKey("tracks", dict[str, Track])
 LOOP_STATS = web.AppKey("loop_stats", LoopStats)
 RECORDER = web.AppKey("recorder", Recorder)
+S3 = web.AppKey("s3", S3Poller)
