@@ -1,0 +1,470 @@
+"""The model's input: one feature vector per completed lap and per completed sector.
+
+This module owns the feature list and its order (:data:`FEATURES`); the
+training script writes the list into the ONNX file's metadata and the
+server refuses a model whose list differs. Pure numpy, no I/O: the pool runs
+:func:`advance_windows` inside ``compute_batch`` right after lap timing.
+
+A *window* is the run of one car's samples between two timing-line
+crossings: a whole lap (``sector`` = -1) or one sector of it. Crossing times
+come from :func:`pitwall_rt.compute.laps.advance` (interpolated in sample
+time); a sample belongs to the window it was taken in (``t < end_t``).
+Every sum is a time integral (each sample weighted by its credited interval,
+``physics.sample_dt_s``) and event counts are rising edges, so the features
+do not depend on the sample rate: a lap at 10 Hz and at 20 Hz gives about
+the same vector.
+
+Per window, besides the model features, the accumulator keeps what the
+driver fingerprint needs: :data:`PROFILE_METRICS` (sector time, peak
+pressure and lateral G, mean throttle) and the window's brake applications
+(``stops``): where each one began (lap distance, m) and its peak pressure.
+A brake application runs from front pressure rising over
+:data:`BRAKE_ON_BAR` until it falls back; it counts as a stop when it peaks
+over :data:`BRAKE_STOP_BAR`, so a dab or a lift is not a braking point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+import numpy as np
+
+from ..compute.laps import LapRecord, SectorRecord
+from ..compute.physics import (
+    CORNERS,
+    GR86,
+    PhysicsCarry,
+    PointPhysics,
+    point_physics,
+)
+
+FEATURES: Final = (
+    "window_time_s",
+    "lap",
+    "stint_laps",
+    "sector",
+    "speed_mean_kmh",
+    "speed_std_kmh",
+    "lat_g_s",
+    "lon_g_s",
+    "peak_lat_g",
+    "peak_brake_g",
+    "peak_accel_g",
+    "peak_total_g",
+    "brake_energy_bar_s",
+    "hard_braking",
+    "hard_cornering",
+    "front_rear_load_ratio",
+    "left_right_load_ratio",
+    "stress_fl_g_m",
+    "stress_fr_g_m",
+    "stress_rl_g_m",
+    "stress_rr_g_m",
+    "stint_stress_fl_g_m",
+    "stint_stress_fr_g_m",
+    "stint_stress_rl_g_m",
+    "stint_stress_rr_g_m",
+)
+"""Model inputs, in the order of the model's input columns. Units follow the names."""
+
+FEATURE_DOC: Final = {
+    "window_time_s": "duration of the lap or sector, s (sample time)",
+    "lap": "lap number the window belongs to",
+    "stint_laps": "timing-line crossings since the stint began, before this window",
+    "sector": "0-based sector index; -1 for a whole lap",
+    "speed_mean_kmh": "time-weighted mean speed, km/h",
+    "speed_std_kmh": "time-weighted standard deviation of speed, km/h",
+    "lat_g_s": "cumulative lateral acceleration, integral of abs(accy) dt, G*s",
+    "lon_g_s": "cumulative longitudinal acceleration, integral of abs(accx) dt, G*s",
+    "peak_lat_g": "largest abs(accy), G",
+    "peak_brake_g": "largest deceleration, G",
+    "peak_accel_g": "largest forward acceleration, G",
+    "peak_total_g": "largest combined hypot(accx, accy), G",
+    "brake_energy_bar_s": "brake pressure integrated over time, bar*s",
+    "hard_braking": "hard-braking events (rising edges, physics.HARD_BRAKE_G / _BAR)",
+    "hard_cornering": "hard-cornering events (rising edges, physics.HARD_CORNER_G)",
+    "front_rear_load_ratio": "time-mean front axle load / rear axle load (N/N)",
+    "left_right_load_ratio": "time-mean left side load / right side load (N/N)",
+    "stress_fl_g_m": "front-left tire stress in the window, G*m (see compute.physics)",
+    "stress_fr_g_m": "front-right tire stress in the window, G*m",
+    "stress_rl_g_m": "rear-left tire stress in the window, G*m",
+    "stress_rr_g_m": "rear-right tire stress in the window, G*m",
+    "stint_stress_fl_g_m": "front-left stress of the stint before this window, G*m",
+    "stint_stress_fr_g_m": "front-right stress of the stint before this window, G*m",
+    "stint_stress_rl_g_m": "rear-left stress of the stint before this window, G*m",
+    "stint_stress_rr_g_m": "rear-right stress of the stint before this window, G*m",
+}
+N_FEATURES: Final = len(FEATURES)
+INDEX: Final = {name: i for i, name in enumerate(FEATURES)}
+
+PROFILE_METRICS: Final = ("time_s", "brake_peak_bar", "peak_lat_g", "throttle_pct")
+"""Per-window driver metrics for :mod:`pitwall_rt.fingerprint` (s, bar, G, %)."""
+
+BRAKE_ON_BAR: Final = 15.0
+"""Front pressure (bar) where a brake application begins and ends (over sensor offset)."""
+BRAKE_STOP_BAR: Final = 40.0
+"""Peak front pressure (bar) that makes an application a stop (``physics.HARD_BRAKE_BAR``)."""
+MAX_STOPS: Final = 64
+"""Stops kept per window: a lap that never ends (no lap data) must not grow without bound."""
+
+# Column layout of the per-sample sums (each already multiplied by dt where it is a rate).
+_DT, _V, _V2, _VDT, _LAT, _LON, _BRAKE, _HB, _HC = range(9)
+_LOAD = slice(9, 13)  # load per corner * dt, N*s
+_STRESS = slice(13, 17)  # stress per corner, G*m
+_THR, _THRDT, _GAPS = 17, 18, 19
+N_SUMS: Final = 20
+# Per-sample maxima: |accy|, braking G, accel G, combined G, front pressure.
+_MLAT, _MBRAKE, _MACCEL, _MTOTAL, _MPBRAKE = range(5)
+N_MAXES: Final = 5
+
+
+@dataclass
+class WindowAcc:
+    """Running sums of one open window (a lap or a sector) of one car."""
+
+    sums: np.ndarray = field(default_factory=lambda: np.zeros(N_SUMS))
+    maxes: np.ndarray = field(default_factory=lambda: np.full(N_MAXES, np.nan))
+    stops: list[tuple[float, float]] = field(default_factory=list)
+    open_stop: tuple[float, float] | None = None
+    first_t: float = math.nan
+    stint_laps: int = 0
+    stint_stress_g_m: np.ndarray = field(default_factory=lambda: np.zeros(4))
+
+    def copy(self) -> WindowAcc:
+        return replace(
+            self,
+            sums=self.sums.copy(),
+            maxes=self.maxes.copy(),
+            stint_stress_g_m=self.stint_stress_g_m.copy(),
+            stops=list(self.stops),
+        )
+
+    def close_stop(self) -> None:
+        """The application in progress ended (or the window did): keep it if it was a stop."""
+        stop = self.open_stop
+        if stop is not None and stop[1] >= BRAKE_STOP_BAR and len(self.stops) < MAX_STOPS:
+            self.stops.append(stop)
+        self.open_stop = None
+
+
+@dataclass
+class WindowCarry:
+    """What feature extraction remembers about one car between ticks (picklable)."""
+
+    last_t: float = math.nan
+    physics: PhysicsCarry = field(default_factory=PhysicsCarry)
+    brake_on: bool = False  # front pressure over BRAKE_ON_BAR at the last sample
+    lap_acc: WindowAcc = field(default_factory=WindowAcc)
+    sector_acc: WindowAcc = field(default_factory=WindowAcc)
+    stint: int = 0
+    stint_laps: int = 0
+    stint_stress_g_m: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    last_lap: int = -1
+
+    def copy(self) -> WindowCarry:
+        return replace(
+            self,
+            lap_acc=self.lap_acc.copy(),
+            sector_acc=self.sector_acc.copy(),
+            stint_stress_g_m=self.stint_stress_g_m.copy(),
+        )
+
+
+@dataclass(frozen=True)
+class Window:
+    """A completed lap (``sector`` -1) or sector of one car, as model input.
+
+    ``usable``: no data gap inside, so a wear prediction is meaningful (a
+    partial first lap is usable: it is the wear of the part we saw).
+    ``full``: also complete and timed, so it may shape a driver's averages.
+    ``stint`` counts stints of this car (a lap-number reset starts one).
+    """
+
+    kind: str
+    lap: int
+    sector: int
+    start_t: float
+    end_t: float
+    time_s: float
+    stint: int
+    usable: bool
+    full: bool
+    x: np.ndarray
+    profile: dict[str, float]
+    stops: tuple[tuple[float, float], ...] = ()
+
+
+def _zero_nan(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(values), values, 0.0)
+
+
+def sample_columns(rows: np.ndarray, phys: PointPhysics) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample sums (n, N_SUMS) and maxima (n, N_MAXES) for one car's fresh rows."""
+    dt = phys.dt_s
+    speed = rows["speed_kmh"]
+    has_v = np.isfinite(speed)
+    v = np.where(has_v, speed, 0.0)
+    accx, accy = _zero_nan(rows["accx_can"]), _zero_nan(rows["accy_can"])
+    thr = rows["throttle_pct"]
+    has_thr = np.isfinite(thr)
+    loads_n = phys.load_norm * GR86.static_corner_loads_n()
+    sums = np.column_stack(
+        (
+            dt,
+            v * dt,
+            v * v * dt,
+            has_v * dt,
+            np.abs(accy) * dt,
+            np.abs(accx) * dt,
+            phys.brake_bar_s,
+            phys.hard_brake_edge,
+            phys.hard_corner_edge,
+            loads_n * dt[:, None],
+            phys.stress_g_m,
+            np.where(has_thr, thr, 0.0) * dt,
+            has_thr * dt,
+            phys.gap,
+        )
+    ).astype(np.float64)
+    raw_x, raw_y = rows["accx_can"], rows["accy_can"]
+    maxes = np.column_stack(
+        (
+            np.abs(raw_y),
+            np.clip(-raw_x, 0, None),
+            np.clip(raw_x, 0, None),
+            np.hypot(raw_x, raw_y),
+            rows["pbrake_f"],
+        )
+    )
+    return sums, maxes
+
+
+def _fresh(carry: WindowCarry, rows: np.ndarray) -> np.ndarray:
+    """Rows after the last one seen, first arrival of an equal ``t`` (as ``laps.advance``)."""
+    rows = rows[np.argsort(rows["t"], kind="stable")]
+    t = rows["t"]
+    keep = np.isfinite(t) & ~(t <= carry.last_t)
+    keep[1:] &= t[1:] != t[:-1]
+    return rows[keep]
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """One tick's fresh samples of a car, ready to be cut at crossing times."""
+
+    t: np.ndarray
+    prefix: np.ndarray
+    maxes: np.ndarray
+    pbrake_bar: np.ndarray
+    onset_idx: np.ndarray  # brake applications begin here
+    release_idx: np.ndarray  # and end here (first sample back under BRAKE_ON_BAR)
+    lapdist_m: np.ndarray
+
+    def absorb(self, acc: WindowAcc, i: int, j: int) -> None:
+        """Add samples ``i:j`` to ``acc`` (in place)."""
+        if j <= i:
+            return
+        acc.sums += self.prefix[j] - self.prefix[i]
+        acc.maxes = np.fmax(acc.maxes, np.fmax.reduce(self.maxes[i:j], axis=0))
+        if math.isnan(acc.first_t):
+            acc.first_t = float(self.t[i])
+        self._stops(acc, i, j)
+
+    def _stops(self, acc: WindowAcc, i: int, j: int) -> None:
+        """Follow brake applications through samples ``i:j``: one step per application."""
+        if acc.open_stop is not None:
+            self._extend(acc, i, j)
+        lo, hi = np.searchsorted(self.onset_idx, (i, j))
+        for o in self.onset_idx[lo:hi].tolist():
+            acc.close_stop()
+            acc.open_stop = (float(self.lapdist_m[o]), 0.0)
+            self._extend(acc, o, j)
+
+    def _extend(self, acc: WindowAcc, start: int, j: int) -> None:
+        assert acc.open_stop is not None
+        k = np.searchsorted(self.release_idx, start)  # released at or after start
+        end = min(int(self.release_idx[k]), j) if k < len(self.release_idx) else j
+        if end > start:
+            peak = float(np.nanmax(self.pbrake_bar[start:end]))
+            acc.open_stop = (acc.open_stop[0], max(acc.open_stop[1], peak))
+        if end < j:
+            acc.close_stop()
+
+
+def advance_windows(
+    carry: WindowCarry,
+    rows: np.ndarray,
+    sectors: list[SectorRecord],
+    laps: list[LapRecord],
+) -> tuple[WindowCarry, list[Window]]:
+    """Feed one car's rows of a tick and the crossings ``laps.advance`` found in them.
+
+    Pure: ``carry`` is not modified. Returns the new carry and the windows
+    completed by this tick in time order (a lap's last sector before the lap).
+    """
+    c = carry.copy()
+    rows = _fresh(carry, rows)
+    if len(rows) == 0:
+        return c, []
+    phys, c.physics = point_physics(rows, carry.physics)
+    sums, maxes = sample_columns(rows, phys)
+    on = rows["pbrake_f"] > BRAKE_ON_BAR
+    before = np.concatenate(([carry.brake_on], on[:-1]))
+    tick = _Tick(
+        t=rows["t"],
+        prefix=np.vstack((np.zeros(N_SUMS), np.cumsum(sums, axis=0))),
+        maxes=maxes,
+        pbrake_bar=rows["pbrake_f"],
+        onset_idx=np.flatnonzero(on & ~before & np.isfinite(rows["lapdist_m"])),
+        release_idx=np.flatnonzero(~on & before),
+        lapdist_m=rows["lapdist_m"],
+    )
+    windows: list[Window] = []
+    pos = 0
+    for end_t, record in _crossings(sectors, laps):
+        cut = max(pos, int(np.searchsorted(tick.t, end_t, side="left")))
+        _absorb(c, tick, pos, cut)
+        pos = cut
+        if isinstance(record, SectorRecord):
+            windows.append(_close_sector(c, record))
+        else:
+            windows.append(_close_lap(c, record))
+    _absorb(c, tick, pos, len(rows))
+    c.last_t = float(tick.t[-1])
+    c.brake_on = bool(on[-1])
+    return c, windows
+
+
+def _crossings(
+    sectors: list[SectorRecord], laps: list[LapRecord]
+) -> list[tuple[float, SectorRecord | LapRecord]]:
+    """Timing-line crossings in time order, a lap's last sector before the lap itself.
+
+    A sector whose end could not be placed (NaN) is skipped: its samples go to
+    the next sector's window, which is then not timed either.
+    """
+    events: list[tuple[float, int, SectorRecord | LapRecord]] = [
+        (r.end_t, 0, r) for r in sectors if math.isfinite(r.end_t)
+    ]
+    events += [(r.end_t, 1, r) for r in laps]
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [(t, r) for t, _, r in events]
+
+
+def _absorb(c: WindowCarry, tick: _Tick, i: int, j: int) -> None:
+    tick.absorb(c.lap_acc, i, j)
+    tick.absorb(c.sector_acc, i, j)
+    if j > i:
+        c.stint_stress_g_m += tick.prefix[j, _STRESS] - tick.prefix[i, _STRESS]
+
+
+def _open(c: WindowCarry) -> WindowAcc:
+    return WindowAcc(stint_laps=c.stint_laps, stint_stress_g_m=c.stint_stress_g_m.copy())
+
+
+def _close_sector(c: WindowCarry, record: SectorRecord) -> Window:
+    acc = c.sector_acc
+    c.sector_acc = _open(c)
+    start_t = record.start_t if math.isfinite(record.start_t) else acc.first_t
+    timed = math.isfinite(record.time_s)
+    span = (start_t, record.end_t, record.time_s)
+    return _window(acc, "sector", record.lap, record.sector, span, c.stint, timed)
+
+
+def _close_lap(c: WindowCarry, record: LapRecord) -> Window:
+    if 0 <= record.lap < c.last_lap:  # lap counter went back: a new session / stint
+        c.stint += 1
+        c.stint_laps = 0
+        c.stint_stress_g_m = np.zeros(4)
+        c.lap_acc.stint_laps, c.lap_acc.stint_stress_g_m = 0, np.zeros(4)
+    acc = c.lap_acc
+    span = (record.start_t, record.end_t, record.lap_time_s)
+    window = _window(acc, "lap", record.lap, -1, span, c.stint, not record.partial)
+    c.last_lap = record.lap
+    c.stint_laps += 1
+    c.lap_acc = _open(c)
+    return window
+
+
+def _window(
+    acc: WindowAcc,
+    kind: str,
+    lap: int,
+    sector: int,
+    span: tuple[float, float, float],
+    stint: int,
+    timed: bool,
+) -> Window:
+    """Close ``acc``; ``span`` is (start_t, end_t, time_s) from the timing record."""
+    start_t, end_t, time_s = span
+    usable = acc.sums[_GAPS] == 0 and acc.sums[_DT] > 0
+    acc.close_stop()  # an application running over the line counts up to the line
+    return Window(
+        kind=kind,
+        lap=lap,
+        sector=sector,
+        start_t=start_t,
+        end_t=end_t,
+        time_s=time_s,
+        stint=stint,
+        usable=bool(usable),
+        full=bool(usable and timed),
+        x=feature_vector(acc, lap, sector),
+        profile=profile_metrics(acc, time_s),
+        stops=tuple(acc.stops),
+    )
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else 1.0
+
+
+def feature_vector(acc: WindowAcc, lap: int, sector: int) -> np.ndarray:
+    """The window's :data:`FEATURES` as float32; missing data gives 0 (ratios 1)."""
+    s, m = acc.sums, np.nan_to_num(acc.maxes, nan=0.0)
+    v_dt = s[_VDT]
+    mean = s[_V] / v_dt if v_dt > 0 else 0.0
+    var = s[_V2] / v_dt - mean * mean if v_dt > 0 else 0.0
+    load = s[_LOAD]
+    values = (
+        s[_DT],
+        lap,
+        acc.stint_laps,
+        sector,
+        mean,
+        math.sqrt(max(var, 0.0)),
+        s[_LAT],
+        s[_LON],
+        m[_MLAT],
+        m[_MBRAKE],
+        m[_MACCEL],
+        m[_MTOTAL],
+        s[_BRAKE],
+        s[_HB],
+        s[_HC],
+        _ratio(load[0] + load[1], load[2] + load[3]),
+        _ratio(load[0] + load[2], load[1] + load[3]),
+        *s[_STRESS],
+        *acc.stint_stress_g_m,
+    )
+    return np.asarray(values, dtype=np.float32)
+
+
+def profile_metrics(acc: WindowAcc, time_s: float) -> dict[str, float]:
+    """:data:`PROFILE_METRICS` of a window (NaN where the data had none)."""
+    thr_dt = acc.sums[_THRDT]
+    return {
+        "time_s": float(time_s),
+        "brake_peak_bar": float(acc.maxes[_MPBRAKE]),
+        "peak_lat_g": float(acc.maxes[_MLAT]),
+        "throttle_pct": float(acc.sums[_THR] / thr_dt) if thr_dt > 0 else math.nan,
+    }
+
+
+def corner_feature(corner: str, stint: bool = False) -> str:
+    """Feature name of a tire's stress: ``corner_feature("fl")`` -> ``"stress_fl_g_m"``."""
+    if corner not in CORNERS:
+        raise ValueError(f"unknown corner {corner!r}")
+    return f"{'stint_' if stint else ''}stress_{corner}_g_m"

@@ -1,0 +1,126 @@
+"""model.features: windows from compute_batch, their invariants, and the feature contract."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from functools import cache
+
+import numpy as np
+import pytest
+
+from pitwall_rt.compute import compute_batch
+from pitwall_rt.demo_gen import DEFAULT_TRACKS_PATH
+from pitwall_rt.model import MODEL_PATH, features
+from pitwall_rt.model.features import FEATURES, INDEX, Window, WindowCarry
+from pitwall_rt.model.train import StintSpec, simulate, telemetry_rows
+from pitwall_rt.tracks import Track, load_tracks
+
+ADDITIVE = ("window_time_s", "lat_g_s", "lon_g_s", "brake_energy_bar_s", "stress_fl_g_m",
+            "stress_rr_g_m", "hard_cornering")  # fmt: skip
+
+
+@cache
+def barber() -> Track:
+    return load_tracks(DEFAULT_TRACKS_PATH)["barber"]
+
+
+@cache
+def stint_rows(rate_hz: float = 20.0, laps: int = 4) -> np.ndarray:
+    spec = StintSpec("barber", "aggressive", 30.0, 1.0, laps, rate_hz, 0, 11)
+    stint, _ = simulate(spec, barber())
+    return telemetry_rows(spec, stint)
+
+
+def table() -> dict[int, tuple[float, np.ndarray]]:
+    return {1: (barber().length_m, np.asarray(barber().sector_starts_m))}
+
+
+def windows_of(rows: np.ndarray, cuts: list[int] | None = None) -> list[Window]:
+    states: dict = {}
+    carries: dict[int, WindowCarry] = {}
+    out: list[Window] = []
+    for chunk in np.split(rows, cuts or []):
+        result = compute_batch(chunk, table(), states, carries)
+        for cid, res in result.chassis.items():
+            states[cid] = res.state
+            assert res.window_carry is not None
+            carries[cid] = res.window_carry
+            out.extend(res.windows)
+    return out
+
+
+def full_laps(windows: list[Window]) -> list[Window]:
+    return [w for w in windows if w.kind == "lap" and w.full]
+
+
+def test_features_lap_equals_sum_of_its_sectors_for_additive_features() -> None:
+    windows = windows_of(stint_rows())
+    laps = full_laps(windows)
+    assert len(laps) >= 3
+    for lap in laps:
+        parts = [w for w in windows if w.kind == "sector" and w.lap == lap.lap]
+        assert [w.sector for w in parts] == [0, 1, 2]
+        for name in ADDITIVE:
+            total = sum(float(w.x[INDEX[name]]) for w in parts)
+            assert total == pytest.approx(float(lap.x[INDEX[name]]), rel=1e-4, abs=1e-3), name
+        assert lap.x[INDEX["window_time_s"]] == pytest.approx(lap.time_s, abs=0.06)
+
+
+def test_features_windows_same_however_stream_is_cut_into_ticks() -> None:
+    rows = stint_rows()
+    whole = windows_of(rows)
+    cuts = sorted(np.random.default_rng(3).choice(len(rows), 25, replace=False).tolist())
+    pieces = windows_of(rows, cuts)
+    assert [(w.kind, w.lap, w.sector) for w in whole] == [(w.kind, w.lap, w.sector) for w in pieces]
+    for a, b in zip(whole, pieces, strict=True):
+        np.testing.assert_allclose(a.x, b.x, rtol=1e-5, atol=1e-3)
+
+
+def test_features_do_not_depend_on_sample_rate() -> None:
+    fast = full_laps(windows_of(stint_rows(20.0)))[1]
+    slow = full_laps(windows_of(stint_rows(10.0)))[1]
+    for name in ("window_time_s", "lat_g_s", "stress_fl_g_m", "speed_mean_kmh", "peak_lat_g"):
+        assert slow.x[INDEX[name]] == pytest.approx(fast.x[INDEX[name]], rel=0.02), name
+    for name in ("hard_braking", "hard_cornering"):  # edges near a threshold: a few more at 20 Hz
+        assert slow.x[INDEX[name]] == pytest.approx(fast.x[INDEX[name]], rel=0.15), name
+
+
+def test_features_stint_counters_grow_lap_by_lap() -> None:
+    laps = [w for w in windows_of(stint_rows()) if w.kind == "lap"]
+    stint_laps = [int(w.x[INDEX["stint_laps"]]) for w in laps]
+    assert stint_laps == list(range(len(laps)))
+    fl = [float(w.x[INDEX["stint_stress_fl_g_m"]]) for w in laps]
+    assert fl[0] == 0.0 and all(b > a for a, b in itertools.pairwise(fl))
+    assert not laps[0].full and laps[0].usable  # joined mid-lap: partial, still predictable
+
+
+def test_features_profile_metrics_are_physical() -> None:
+    starts = np.append(barber().sector_starts_m, barber().length_m)
+    for w in windows_of(stint_rows()):
+        if w.kind == "sector" and w.full:
+            assert w.stops, "every Barber sector has a stop"
+            for onset_m, peak_bar in w.stops:
+                assert starts[w.sector] <= onset_m <= starts[w.sector + 1]
+                assert features.BRAKE_STOP_BAR <= peak_bar <= w.profile["brake_peak_bar"]
+            assert 0.0 <= w.profile["throttle_pct"] <= 100.0
+    laps = [w for w in windows_of(stint_rows()) if w.kind == "lap" and w.full]
+    counts = [len(w.stops) for w in laps]  # a stop near BRAKE_STOP_BAR may come and go
+    assert max(counts) - min(counts) <= 2 and min(counts) >= 8
+
+
+def test_features_left_out_samples_make_a_window_unusable() -> None:
+    rows = stint_rows()
+    t = rows["t"] - rows["t"][0]
+    holed = rows[(t < 150.0) | (t > 160.0)]  # a 10 s hole in the second lap
+    laps = [w for w in windows_of(holed) if w.kind == "lap"]
+    assert not laps[1].usable and laps[2].usable
+
+
+def test_features_list_is_what_the_shipped_model_was_trained_on() -> None:
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(MODEL_PATH)).metadata_props}
+    assert tuple(json.loads(meta["features"])) == FEATURES
+    assert set(features.FEATURE_DOC) == set(FEATURES)
+    assert features.corner_feature("fl") == "stress_fl_g_m"
