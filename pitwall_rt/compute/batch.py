@@ -16,7 +16,10 @@ Contract for the caller:
   concatenated into one call: the results are the same however the stream
   is cut (up to float rounding in sums);
 * ``tracks`` maps a row's track id to ``(length_m, sector_starts_m)``; a car
-  whose track is unknown gets lap-number timing and no sectors.
+  whose track is unknown gets lap-number timing and no sectors;
+* pass ``windows`` (per-car :class:`~pitwall_rt.model.features.WindowCarry`,
+  may be empty) to also get each car's completed lap/sector feature windows
+  for the tire-wear model; keep the returned ``window_carry`` like the state.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model import features as wf  # a module object: safe in the compute <-> model cycle
 from .aggregate import json_float
 from .laps import ChassisState, LapRecord, SectorRecord, TrackGeometry, TrackShape, advance
 from .physics import CORNERS
@@ -55,6 +59,8 @@ class ChassisResult:
     rows: int
     late: int
     duplicates: int
+    windows: list[wf.Window] = field(default_factory=list)
+    window_carry: wf.WindowCarry | None = None
 
 
 @dataclass
@@ -72,13 +78,17 @@ class BatchResult:
 
 
 def compute_batch(
-    rows: np.ndarray, tracks: TrackTable, states: Mapping[int, ChassisState]
+    rows: np.ndarray,
+    tracks: TrackTable,
+    states: Mapping[int, ChassisState],
+    windows: Mapping[int, wf.WindowCarry] | None = None,
 ) -> BatchResult:
     """Run physics, lap timing and aggregation for one tick's rows, grouped per car.
 
     Rows are grouped by chassis and sorted by sample time with one stable
     ``lexsort`` (equal times keep arrival order, so the first arrival wins
-    deduplication); then one :func:`laps.advance` per car.
+    deduplication); then one :func:`laps.advance` per car, and with
+    ``windows`` one :func:`~pitwall_rt.model.features.advance_windows`.
     """
     result = BatchResult(rows=len(rows))
     if len(rows) == 0:
@@ -93,6 +103,7 @@ def compute_batch(
         new_state, sectors, laps = advance(state, car_rows, geom)
         late = new_state.late_rows - before_late
         dups = new_state.duplicate_rows - before_dup
+        carry, done = _feature_windows(windows, states.get(cid), state, car_rows, (sectors, laps))
         result.chassis[cid] = ChassisResult(
             chassis=cid,
             state=new_state,
@@ -102,10 +113,31 @@ def compute_batch(
             rows=len(car_rows),
             late=late,
             duplicates=dups,
+            windows=done,
+            window_carry=carry,
         )
         result.late += late
         result.duplicates += dups
     return result
+
+
+def _feature_windows(
+    carries: Mapping[int, wf.WindowCarry] | None,
+    prev: ChassisState | None,
+    state: ChassisState,
+    car_rows: np.ndarray,
+    done: tuple[list[SectorRecord], list[LapRecord]],
+) -> tuple[wf.WindowCarry | None, list[wf.Window]]:
+    """The car's completed feature windows, when the caller asked (``carries`` not None).
+
+    A car that moved to another known track starts a new stint of windows, as
+    :func:`_state_for` starts a new state.
+    """
+    if carries is None:
+        return None, []
+    moved = prev is not None and prev.track_id not in (0, state.track_id)
+    old = None if moved else carries.get(int(car_rows["chassis"][0]))
+    return wf.advance_windows(old or wf.WindowCarry(), car_rows, *done)
 
 
 def _state_for(state: ChassisState | None, car_rows: np.ndarray) -> ChassisState:

@@ -17,6 +17,12 @@ Ordering and loss rules:
   once (``compute_batch`` is pure, so a retry is safe); a second failure
   drops the batch, counted in ``batches_failed``.
 
+The pool job is :func:`pitwall_rt.model.infer.run_tick`: ``compute_batch``
+plus, for the cars that completed a lap or sector, tire-wear inference,
+explanations, the driver fingerprint and the pit window, in the same round
+trip. Each worker loads the ONNX model once, in the pool's initializer.
+Coaching alerts go out on the hub's ``alerts`` channel as they fire.
+
 This module is the only one in ``compute`` that knows about asyncio and
 processes; the rest is pure numpy.
 """
@@ -39,16 +45,22 @@ from typing import Any
 
 import numpy as np
 
+from .. import fingerprint
+from ..model import infer
 from ..ring import RingBuffer
 from ..tracks import Track, resolve_track
 from ..validate import Tables
-from .batch import BatchResult, compute_batch, track_table
+from .batch import track_table
 from .laps import ChassisState
 
 log = logging.getLogger(__name__)
 
 MAX_LAPS_KEPT = 1000
 """Completed laps kept per chassis for /api/laps (bounded memory)."""
+ALERTS_PER_CAR = 5
+"""Latest coaching alerts carried in each car's insight."""
+ALERTS_KEPT = 500
+"""Latest coaching alerts kept in memory, all cars."""
 
 Publish = Callable[[dict[str, Any]], None]
 
@@ -67,6 +79,11 @@ class ComputeStats:
     last_ms: float = 0.0
     max_ms: float = 0.0
     insights_sent: int = 0
+    windows: int = 0
+    predictions: int = 0
+    coaching_alerts: int = 0
+    infer_max_ms: float = 0.0
+    strategy_max_ms: float = 0.0
 
 
 def _warm() -> int:
@@ -84,16 +101,24 @@ class ComputeRunner:
         tracks: dict[str, Track],
         workers: int,
         publish: Publish,
+        publish_alert: Publish | None = None,
+        intel_options: infer.IntelOptions | None = None,
     ) -> None:
         self.ring = ring
         self.tables = tables
         self.tracks = tracks
         self.workers = workers
         self.publish = publish
+        self.publish_alert = publish_alert
+        self.intel_options = intel_options or infer.IntelOptions()
         self.cursor = ring.written
         self.states: dict[int, ChassisState] = {}
+        self.intel: dict[int, infer.CarIntel] = {}
+        self.intel_view: dict[int, dict[str, Any]] = {}
         self.insights: dict[int, dict[str, Any]] = {}
         self.laps: dict[int, deque[dict[str, Any]]] = {}
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=ALERTS_KEPT)
+        self._car_alerts: dict[int, deque[dict[str, Any]]] = {}
         self.stats = ComputeStats()
         self._queued: list[np.ndarray] = []
         self._queued_rows = 0
@@ -105,8 +130,10 @@ class ComputeRunner:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["pitwall_rt.compute.batch"])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        context.set_forkserver_preload(["pitwall_rt.model.infer", "onnxruntime"])
+        return ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=context, initializer=infer.init_worker
+        )
 
     async def start(self) -> None:
         """Start the workers now rather than on the first batch."""
@@ -177,9 +204,10 @@ class ComputeRunner:
     async def _compute(self, rows: np.ndarray) -> None:
         chassis_ids = np.unique(rows["chassis"]).tolist()
         states = {c: self.states[c] for c in chassis_ids if c in self.states}
+        intel = {c: self.intel[c] for c in chassis_ids if c in self.intel}
         tracks = self._track_table(np.unique(rows["track"]).tolist())
         started = time.perf_counter()
-        result = await self._submit(rows, tracks, states)
+        result = await self._submit(rows, tracks, states, intel)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         self.stats.last_ms = elapsed_ms
         self.stats.max_ms = max(self.stats.max_ms, elapsed_ms)
@@ -187,12 +215,17 @@ class ComputeRunner:
             self._merge(result)
 
     async def _submit(
-        self, rows: np.ndarray, tracks: dict[int, tuple[float, np.ndarray]], states: dict
-    ) -> BatchResult | None:
+        self,
+        rows: np.ndarray,
+        tracks: dict[int, tuple[float, np.ndarray]],
+        states: dict[int, ChassisState],
+        intel: dict[int, infer.CarIntel],
+    ) -> infer.TickResult | None:
         loop = asyncio.get_running_loop()
+        job = (rows, tracks, states, intel, self.intel_options)
         for attempt in (1, 2):
             try:
-                return await loop.run_in_executor(self.pool, compute_batch, rows, tracks, states)
+                return await loop.run_in_executor(self.pool, infer.run_tick, *job)
             except BrokenProcessPool:
                 log.warning("compute worker died (attempt %d); rebuilding the pool", attempt)
                 self.pool.shutdown(wait=False, cancel_futures=True)
@@ -217,39 +250,81 @@ class ComputeRunner:
                 known[tid] = track
         return track_table(known)
 
-    def _merge(self, result: BatchResult) -> None:
+    def _merge(self, tick: infer.TickResult) -> None:
+        result = tick.batch
         self.stats.batches += 1
         self.stats.rows += result.rows
         self.stats.late_rows += result.late
         self.stats.duplicate_rows += result.duplicates
+        self._count_intel(tick)
         changed = []
         for cid, res in result.chassis.items():
             self.states[cid] = res.state
+            self.intel[cid] = tick.intel[cid]
             if res.laps:
                 kept = self.laps.setdefault(cid, deque(maxlen=MAX_LAPS_KEPT))
                 kept.extend(lap.to_dict() for lap in res.laps)
+            self.intel_view.setdefault(cid, {}).update(tick.pieces.get(cid, {}))
             insight = self._decorate(cid, res.insight)
             self.insights[cid] = insight
             changed.append(insight)
+        for alert in tick.alerts:  # after the insights: names and sectors are known
+            self._alert(alert)
         if changed:
             self.stats.insights_sent += len(changed)
             self.publish({"type": "insight_update", "insights": changed})
 
+    def _count_intel(self, tick: infer.TickResult) -> None:
+        self.stats.windows += sum(len(r.windows) for r in tick.batch.chassis.values())
+        self.stats.predictions += int(tick.stats.get("windows", 0))
+        self.stats.infer_max_ms = max(self.stats.infer_max_ms, tick.stats.get("infer_ms", 0.0))
+        self.stats.strategy_max_ms = max(
+            self.stats.strategy_max_ms, tick.stats.get("strategy_ms", 0.0)
+        )
+
+    def _alert(self, raw: dict[str, Any]) -> None:
+        """Name a coaching alert, keep it, attach it to the car's insight, publish it."""
+        cid = raw.pop("chassis_id")
+        insight = self.insights.get(cid, {})
+        sector_name = self._sector_name(cid, raw.get("sector"))
+        alert = {
+            "id": f"coach-{cid}-{raw['lap']}-{raw.get('sector')}-{raw['metric']}",
+            "chassis": self.tables.chassis.name(cid),
+            "track": insight.get("track"),
+            "sector_name": sector_name,
+            "message": fingerprint.message(raw, sector_name),
+            **raw,
+        }
+        self.stats.coaching_alerts += 1
+        self.alerts.append(alert)
+        mine = self._car_alerts.setdefault(cid, deque(maxlen=ALERTS_PER_CAR))
+        mine.append(alert)
+        if cid in self.insights:
+            self.insights[cid]["alerts"] = list(mine)
+        if self.publish_alert is not None:
+            self.publish_alert({"type": "alert", "alert": alert})
+
     def _decorate(self, cid: int, piece: dict[str, Any]) -> dict[str, Any]:
-        """Add names the pool doesn't know: chassis, track, sector name."""
+        """Add names the pool doesn't know (chassis, track, sector name) and the
+        latest model prediction, pit window, explanations and coaching alerts."""
         state = self.states[cid]
         tid = getattr(state, "track_id", 0) or 0
         track = self._track_of_id.get(tid)
-        sector = piece.get("sector")
-        sector_name = (
-            track.sector_names[sector] if track is not None and sector is not None else None
-        )
         return {
             "chassis": self.tables.chassis.name(cid),
             "track": track.id if track is not None else (self.tables.track.name(tid) or None),
-            "sector_name": sector_name,
+            "sector_name": self._sector_name(cid, piece.get("sector")),
             **piece,
+            **self.intel_view.get(cid, {}),
+            "alerts": list(self._car_alerts.get(cid, ())),
         }
+
+    def _sector_name(self, cid: int, sector: int | None) -> str | None:
+        state = self.states.get(cid)
+        track = self._track_of_id.get(state.track_id) if state is not None else None
+        if track is None or sector is None or not 0 <= sector < len(track.sector_names):
+            return None
+        return track.sector_names[sector]
 
     def laps_for(self, chassis: str) -> list[dict[str, Any]] | None:
         cid = self.tables.chassis.lookup(chassis)
