@@ -253,7 +253,8 @@ def test_dashboard_renders_predictions_pit_window_and_alerts_newest_first(
     page.evaluate(receive, {"type": "alert", "alert": {"severity": "critical", "message": "X"}})
     row = page.locator(f'#timing-body tr[data-chassis="{chassis}"]')
     wait_in_page(page, "document.querySelectorAll('#feed li').length >= 4", 5, "feed items")
-    assert row.locator('.tire[data-corner="fr"]').inner_text() == "58%"
+    fr = row.locator('.tire[data-corner="fr"]')
+    assert "predicted wear 57.5 %" in (fr.get_attribute("title") or "")
     assert row.locator('[data-field="pit"]').inner_text() == "L12 · cliff 4"
     feed = page.locator("#feed li")
     assert feed.nth(0).get_attribute("data-kind") == "alert"

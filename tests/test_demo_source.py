@@ -41,11 +41,14 @@ def test_demo_pass_boundary_continues_lap_and_distance(tmp_path: Path) -> None:
     (loop,) = plan_loops(_car(start_m=300.0, laps=2.5))
     sent = []
     for step in range(0, 1000):
-        sent.extend(due_points(loop, step * 0.1, wall_s=1.7e9 + step * 0.1))
+        sent.extend(due_points(loop, step * 0.35, start_wall_s=1.7e9, speed=2.0))
     assert loop.passes >= 2
     travelled = [(p["lap"] - 1) * LAP_M + p["lapdist_m"] for p in sent]
     steps = [b - a for a, b in itertools.pairwise(travelled)]
     assert min(steps) > 0 and max(steps) <= 5.0 + 1e-6  # 50 m/s at 10 Hz, across every pass
+    times = [p["meta_time"] for p in sent]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) > 0.049 and max(gaps) < 0.051  # 0.1 s samples at speed 2, one per point
 
 
 def test_demo_file_loops_every_car_without_a_jump() -> None:

@@ -81,19 +81,25 @@ def stamp(point: dict[str, Any], wall_s: float, lap_offset: int) -> dict[str, An
     return out
 
 
-def due_points(loop: CarLoop, elapsed_s: float, wall_s: float) -> list[dict[str, Any]]:
-    """Every point of ``loop`` due by ``elapsed_s`` (s since the demo began)."""
+def due_points(
+    loop: CarLoop, elapsed_s: float, start_wall_s: float, speed: float = 1.0
+) -> list[dict[str, Any]]:
+    """Every point of ``loop`` due by ``elapsed_s`` (demo seconds since start).
+
+    Each point is stamped with the wall-clock moment it was due, so samples
+    keep their spacing (divided by ``speed``) even when several go out in
+    one tick."""
     out: list[dict[str, Any]] = []
     while True:
-        local = elapsed_s - loop.passes * loop.period_s
         if loop.index >= len(loop.points):
             loop.index = 0
             loop.passes += 1
             continue
-        if loop.times_s[loop.index] > local:
+        due_s = loop.passes * loop.period_s + loop.times_s[loop.index]
+        if due_s > elapsed_s:
             return out
         point = loop.points[loop.index]
-        out.append(stamp(point, wall_s, loop.passes * loop.laps_per_pass))
+        out.append(stamp(point, start_wall_s + due_s / speed, loop.passes * loop.laps_per_pass))
         loop.index += 1
 
 
@@ -107,11 +113,10 @@ async def run_demo(ingestor: Ingestor, path: str, speed: float = 1.0) -> None:
         return
     loops = plan_loops(points)
     log.info("demo: %d cars, %d points from %s", len(loops), len(points), path)
-    start = time.monotonic()
+    start, start_wall = time.monotonic(), time.time()
     while True:
         elapsed = (time.monotonic() - start) * speed
-        wall = time.time()
-        batch = [p for loop in loops for p in due_points(loop, elapsed, wall)]
+        batch = [p for loop in loops for p in due_points(loop, elapsed, start_wall, speed)]
         if batch:
             ingestor.ingest_values(batch, "demo")
         await asyncio.sleep(TICK_S)

@@ -156,28 +156,26 @@ export class TimingTable {
       const span = row.tireCells[corner];
       const w = num(wear?.[corner]);
       const s = num(stress?.[corner]);
+      // The cell is the stint's tire stress, comparable across the field; the
+      // model's predicted wear, when there is one, is in the tooltip and in
+      // the insights panel.
       let text = '–';
       let colour = '';
       let value = '';
-      if (w !== null) {
-        text = `${w.toFixed(0)}%`;
-        colour = heatColour(w / 100);
-        value = String(w);
-      } else if (s !== null) {
+      if (s !== null) {
         text = fmtCompact(s);
         colour = heatColour(scale.hi > scale.lo ? (s - scale.lo) / (scale.hi - scale.lo) : 0);
         value = String(s);
       }
       const key = `tire-${corner}`;
-      if (row.cache[key] !== text + colour) {
-        row.cache[key] = text + colour;
+      const cacheKey = text + colour + (w === null ? '' : w.toFixed(1));
+      if (row.cache[key] !== cacheKey) {
+        row.cache[key] = cacheKey;
         span.textContent = text;
         span.style.background = colour;
         span.dataset.value = value;
-        span.title =
-          w !== null
-            ? `${corner.toUpperCase()} wear ${w.toFixed(1)} %`
-            : `${corner.toUpperCase()} stress ${value || 'unknown'} (colour relative to the field)`;
+        const stressText = `${corner.toUpperCase()} stress ${value || 'unknown'} G*m (colour relative to the field)`;
+        span.title = w !== null ? `${stressText}; predicted wear ${w.toFixed(1)} %` : stressText;
       }
     }
   }
