@@ -79,8 +79,14 @@ class ServerProcess:
             *self.args,
         ]
         self._log = self.log_path.open("wb")
+        # Its own process group, so stop() can also reap the compute pool.
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for(self._ready, timeout_s, f"server on port {self.port} (log {self.log_path})")
         return self
@@ -107,6 +113,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything the server left behind
         self._log.close()
         return self.proc.returncode
 

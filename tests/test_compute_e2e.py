@@ -181,3 +181,27 @@ def test_compute_demo_laps_stay_consistent_across_demo_passes(tmp_path: Path) ->
             assert len(times) >= 3, laps
             median = times[len(times) // 2]
             assert times[0] > 0.9 * median and times[-1] < 1.1 * median, times
+
+
+def test_compute_workers_exit_when_the_server_is_killed(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path, "--workers", "2").start()
+    try:
+        pid = srv.proc.pid  # type: ignore[union-attr]
+        workers = _pool_workers(pid)
+        assert len(workers) == 2
+        os.kill(pid, signal.SIGKILL)  # the server alone, not its process group
+        srv.proc.wait()  # type: ignore[union-attr]  # reaped, as its supervisor would
+        wait_for(
+            lambda: not any(Path(f"/proc/{w}").exists() and _state(w) != "Z" for w in workers),
+            10 * UNIT_S,
+            "the pool workers to exit after the server died",
+        )
+    finally:
+        srv.stop()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -50,6 +50,7 @@ from ..model import infer
 from ..ring import RingBuffer
 from ..tracks import Track, resolve_track
 from ..validate import Tables
+from . import worker
 from .batch import track_table
 from .laps import ChassisState
 
@@ -132,7 +133,10 @@ class ComputeRunner:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["pitwall_rt.model.infer", "onnxruntime"])
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=context, initializer=infer.init_worker
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=worker.init_worker,
+            initargs=(os.getpid(),),
         )
 
     async def start(self) -> None:
