@@ -451,3 +451,22 @@ def test_hub_reply_is_skipped_for_a_client_over_its_buffer() -> None:
     client = Client(transport, close=lambda code, reason: None)
     assert hub.reply(client, {"type": "error", "error": "x"}) is False
     assert transport.written == [] and hub.stats.replies_dropped == 1
+
+
+def test_hub_insights_go_only_to_clients_of_their_chassis() -> None:
+    tables = make_tables()
+    hub = Hub(
+        RingBuffer(16), tables, max_buffer_bytes=100_000, max_points_per_chassis=5, stuck_s=1.0
+    )
+    everyone, only_a = FakeTransport(), FakeTransport()
+    hub.add(Client(everyone, close=lambda code, reason: None))
+    hub.add(
+        Client(only_a, close=lambda c, r: None, subscription=Subscription(chassis=frozenset({"A"})))
+    )
+    everyone.take()
+    only_a.take()
+    hub.publish_insights([{"chassis": "A", "lap": 1}, {"chassis": "B", "lap": 2}])
+    (to_all,) = everyone.take()
+    (to_a,) = only_a.take()
+    assert [i["chassis"] for i in to_all["insights"]] == ["A", "B"]
+    assert [i["chassis"] for i in to_a["insights"]] == ["A"]

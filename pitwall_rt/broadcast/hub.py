@@ -151,6 +151,26 @@ class Hub:
             if channel in client.subscription.channels:
                 self._offer(client, frame)
 
+    def publish_insights(self, insights: list[dict[str, Any]]) -> None:
+        """Send insight_update, each client only the chassis it subscribed to.
+
+        Encoded once per distinct chassis filter, like telemetry."""
+        groups: dict[frozenset[str] | None, list[Client]] = {}
+        for client in self.clients:
+            if "insights" in client.subscription.channels and not client.closing:
+                groups.setdefault(client.subscription.chassis, []).append(client)
+        for chassis, members in groups.items():
+            wanted = (
+                insights
+                if chassis is None
+                else [i for i in insights if i.get("chassis") in chassis]
+            )
+            if not wanted:
+                continue
+            frame = text_frame(orjson.dumps({"type": "insight_update", "insights": wanted}))
+            for client in members:
+                self._offer(client, frame)
+
     def reply(self, client: Client, message: dict[str, Any]) -> bool:
         """Answer one client (subscribed, error). Skipped when the client is
         over its buffer, so a client that writes but never reads can't grow

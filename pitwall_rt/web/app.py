@@ -177,7 +177,7 @@ async def compute_context(app: web.Application) -> AsyncIterator[None]:
         app[TABLES],
         app[TRACKS],
         settings.WORKERS,
-        publish=lambda message: hub.publish("insights", message),
+        publish=lambda message: hub.publish_insights(message["insights"]),
         publish_alert=lambda message: hub.publish("alerts", message),
     )
     app[COMPUTE] = runner
