@@ -1,0 +1,232 @@
+"""Ingest throughput: UDP (single and 40-point datagrams) and HTTP, against ceilings.
+
+For UDP a paced sender (its own process) steps up the rate; at each step we
+check whether every point sent was accepted (server) or received and parsed
+(the raw ceiling: a bare Python ``recv_into`` + orjson loop with the same
+4 MB receive buffer). The highest lossless rate of each is reported, and ours
+as a ratio to the ceiling measured in the same run. For HTTP, 100-point
+batches are posted by concurrent clients for a fixed time, against a bare
+aiohttp handler that only reads and parses the body.
+
+    python bench/ingest.py            # full run, ~3 minutes
+    python bench/ingest.py --quick    # fewer, shorter steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import socket
+import sys
+import time
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from _harness import Server, datagrams, free_port, send_paced, table
+
+RCVBUF = 4 * 1024 * 1024
+
+
+def _raw_receiver(port: int, counter: Any, ready: Any) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), RCVBUF)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    sock.bind(("127.0.0.1", port))
+    sock.settimeout(0.05)
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    loads = orjson.loads
+    points = 0
+    ready.set()
+    while True:
+        try:
+            n = sock.recv_into(buf)
+        except TimeoutError:
+            counter.value = points
+            continue
+        value = loads(view[:n])
+        points += len(value) if type(value) is list else 1
+        if points & 0xFF == 0:
+            counter.value = points
+
+
+class RawCeiling:
+    def __init__(self) -> None:
+        ctx = mp.get_context("fork")
+        self.port = free_port(socket.SOCK_DGRAM)
+        self.counter = ctx.Value("q", 0, lock=False)
+        ready = ctx.Event()
+        self.proc = ctx.Process(
+            target=_raw_receiver, args=(self.port, self.counter, ready), daemon=True
+        )
+        self.proc.start()
+        ready.wait(10)
+
+    def received(self) -> int:
+        return int(self.counter.value)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+
+
+def find_lossless(
+    port: int, count: Any, payloads: list[bytes], per: int, rates: list[int], seconds: float
+) -> tuple[int, list[str]]:
+    """Highest datagram rate whose every point arrived; stops after two lossy steps."""
+    best, lossy, notes = 0, 0, []
+    for rate in rates:
+        before = count()
+        sent, achieved = send_paced(port, payloads, rate, seconds)
+        time.sleep(0.3)
+        got = count() - before
+        ok = got == sent * per
+        notes.append(
+            f"{rate * per:,}/s target, {achieved * per:,.0f}/s sent: "
+            f"{'lossless' if ok else f'lost {sent * per - got:,}'}"
+        )
+        if ok and achieved >= 0.97 * rate:
+            best, lossy = int(achieved * per), 0
+        else:
+            lossy += 1
+            if lossy == 2:
+                break
+    return best, notes
+
+
+async def _post_for(url: str, bodies: list[bytes], seconds: float, concurrency: int) -> int:
+    import aiohttp
+
+    posted = 0
+    end = time.monotonic() + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal posted
+        async with aiohttp.ClientSession() as session:
+            i = k
+            while time.monotonic() < end:
+                async with session.post(
+                    url, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}
+                ) as resp:
+                    await resp.read()
+                posted += 1
+                i += concurrency
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return posted
+
+
+def _http_client(url: str, bodies: list[bytes], seconds: float, out: Any) -> None:
+    import uvloop
+
+    out.value = uvloop.run(_post_for(url, bodies, seconds, 8))
+
+
+def http_rate(url: str, bodies: list[bytes], seconds: float) -> float:
+    ctx = mp.get_context("fork")
+    out = ctx.Value("q", 0)
+    proc = ctx.Process(target=_http_client, args=(url, bodies, seconds, out))
+    start = time.perf_counter()
+    proc.start()
+    proc.join()
+    return out.value * 100 / (time.perf_counter() - start)
+
+
+def _bare_http(port: int) -> None:
+    import uvloop
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        value = orjson.loads(await request.read())
+        return web.json_response({"accepted": len(value)})
+
+    app = web.Application(client_max_size=8_000_000)
+    app.router.add_post("/api/ingest", handler)
+    uvloop.install()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    seconds = 1.0 if args.quick else 2.0
+    single_rates = [50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 350_000, 400_000, 500_000]
+    batch_rates = [2_500, 5_000, 10_000, 12_500, 15_000, 17_500, 20_000, 25_000, 30_000]
+    if args.quick:
+        single_rates, batch_rates = single_rates[1::2], batch_rates[1::2]
+    single, batched = datagrams(1), datagrams(40, 500)
+    rows = []
+    raw = RawCeiling()
+    server = Server("--ringbuffer-size", "2000000", "--batch-ms", "600")
+    try:
+        for label, payloads, per, rates in (
+            ("UDP, 1 point/datagram", single, 1, single_rates),
+            ("UDP, 40 points/datagram", batched, 40, batch_rates),
+        ):
+            ceiling, raw_notes = find_lossless(
+                raw.port, raw.received, payloads, per, rates, seconds
+            )
+            ours, our_notes = find_lossless(
+                server.udp_port, lambda: server.accepted("udp"), payloads, per, rates, seconds
+            )
+            drops = server.health()["udp"]["kernel_drops"]
+            rows.append(
+                [
+                    label,
+                    f"{ours:,}",
+                    f"{ceiling:,}",
+                    f"{ours / ceiling:.2f}" if ceiling else "n/a",
+                    "highest lossless rate of a paced sender",
+                ]
+            )
+            print(
+                f"# {label}\n#  raw:  "
+                + "\n#        ".join(raw_notes)
+                + "\n#  ours: "
+                + "\n#        ".join(our_notes)
+                + f"\n#  kernel drops so far: {drops}",
+                file=sys.stderr,
+            )
+        bodies = [
+            orjson.dumps(orjson.loads(b"[" + b",".join(single[i * 100 : (i + 1) * 100]) + b"]"))
+            for i in range(len(single) // 100)
+        ]
+        bare_port = free_port()
+        ctx = mp.get_context("fork")
+        bare = ctx.Process(target=_bare_http, args=(bare_port,), daemon=True)
+        bare.start()
+        time.sleep(1.0)
+        ceiling = http_rate(f"http://127.0.0.1:{bare_port}/api/ingest", bodies, 3 * seconds)
+        before = server.accepted("http")
+        start = time.perf_counter()
+        http_rate(f"http://127.0.0.1:{server.port}/api/ingest", bodies, 3 * seconds)
+        ours_http = (server.accepted("http") - before) / (time.perf_counter() - start)
+        bare.terminate()
+        rows.append(
+            [
+                "HTTP POST, 100 points/request",
+                f"{ours_http:,.0f}",
+                f"{ceiling:,.0f}",
+                f"{ours_http / ceiling:.2f}",
+                "8 keep-alive clients; ceiling = bare aiohttp + orjson",
+            ]
+        )
+    finally:
+        server.stop()
+        raw.stop()
+    print(
+        table(
+            "Ingest (points/s accepted, zero loss)",
+            ["path", "pitwall-rt", "ceiling", "ratio", "how"],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
