@@ -150,3 +150,19 @@ def test_montecarlo_custom_strategies_from_a_request() -> None:
     assert plans is not None and [p.name for p in plans] == ["a", "b"]
     result = simulate(state, plans, 1000, seed)
     assert {s.name for s in result.strategies} == {"a", "b"}
+
+
+def test_parse_request_places_the_car_behind_the_cars_listed_ahead() -> None:
+    body = {
+        "lap": 10,
+        "race_laps": 30,
+        "wear_pct": 35,
+        "wear_rate_pct_per_lap": 2.1,
+        "base_lap_s": 100.5,
+        "gaps_ahead_s": [2.5, 4.0],
+        "gaps_behind_s": [1.2],
+    }
+    state, _strategies, _iterations, _seed = parse_request(body)
+    assert state.position == 3
+    with pytest.raises(ValueError, match="no room"):
+        parse_request({**body, "position": 2})

@@ -381,6 +381,12 @@ def parse_request(body: Any) -> tuple[RaceState, list[Strategy] | None, int, int
         values[name] = _gaps(body.get(name, []), name)
     if body.get("window") is not None:
         values["window"] = _window(body["window"])
+    # The cars listed ahead are ahead: with no position given the car runs
+    # right behind them, and a position that leaves no room for them is wrong.
+    ahead = len(values["gaps_ahead_s"])
+    values.setdefault("position", ahead + 1)
+    if values["position"] <= ahead:
+        raise ValueError(f"position {values['position']} leaves no room for {ahead} cars ahead")
     state = RaceState(**values)
     validate(state)
     iterations = _bounded_int(body.get("iterations", 10_000), "iterations", 100, MAX_ITERATIONS)
