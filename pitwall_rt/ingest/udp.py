@@ -5,7 +5,8 @@ milliseconds later validates everything that arrived in between as one
 batch. At high rates that turns hundreds of datagrams into one vectorised
 validation; at low rates it costs a datagram at most ``flush_delay_s`` of
 latency, far below a broadcast tick. The pending list is capped, so a flood
-is flushed early rather than held.
+is flushed early (at ``max_pending`` datagrams or ``max_pending_bytes``)
+rather than held, which also bounds how long one flush holds the loop.
 """
 
 from __future__ import annotations
@@ -48,12 +49,15 @@ class UdpReceiver(asyncio.DatagramProtocol):
         ingestor: Ingestor,
         binary_handler: BinaryHandler | None = None,
         flush_delay_s: float = 0.002,
-        max_pending: int = 4096,
+        max_pending: int = 2048,
+        max_pending_bytes: int = 1 << 20,
     ) -> None:
         self.ingestor = ingestor
         self.binary_handler = binary_handler
         self.flush_delay_s = flush_delay_s
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0
         self.stats = UdpStats()
         self.transport: asyncio.DatagramTransport | None = None
         self._pending: list[bytes] = []
@@ -67,7 +71,8 @@ class UdpReceiver(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         pending = self._pending
         pending.append(data)
-        if len(pending) >= self.max_pending:
+        self._pending_bytes += len(data)
+        if len(pending) >= self.max_pending or self._pending_bytes >= self.max_pending_bytes:
             self.flush()
         elif self._timer is None:
             self._timer = self._loop.call_later(self.flush_delay_s, self.flush)
@@ -81,11 +86,12 @@ class UdpReceiver(asyncio.DatagramProtocol):
             self._timer.cancel()
             self._timer = None
         batch, self._pending = self._pending, []
+        self.stats.bytes += self._pending_bytes
+        self._pending_bytes = 0
         if not batch:
             return
         self.stats.flushes += 1
         self.stats.datagrams += len(batch)
-        self.stats.bytes += sum(map(len, batch))
         binary = [d for d in batch if d[:1] not in _JSON_START]
         if binary:
             batch = [d for d in batch if d[:1] in _JSON_START]
