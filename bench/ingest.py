@@ -30,7 +30,7 @@ from _harness import Server, datagrams, free_port, send_paced, table
 RCVBUF = 4 * 1024 * 1024
 
 
-def _raw_receiver(port: int, counter: Any, ready: Any) -> None:
+def _raw_receiver(port: int, counter: Any, ready: Any, parse: bool = True) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), RCVBUF)
@@ -49,6 +49,9 @@ def _raw_receiver(port: int, counter: Any, ready: Any) -> None:
         except TimeoutError:
             counter.value = points
             continue
+        if not parse:
+            points += 1
+            continue
         value = loads(view[:n])
         points += len(value) if type(value) is list else 1
         if points & 0xFF == 0:
@@ -56,13 +59,16 @@ def _raw_receiver(port: int, counter: Any, ready: Any) -> None:
 
 
 class RawCeiling:
-    def __init__(self) -> None:
+    """A bare receiver in its own process; counts points (or datagrams, with
+    ``parse=False``, for binary payloads)."""
+
+    def __init__(self, parse: bool = True) -> None:
         ctx = mp.get_context("fork")
         self.port = free_port(socket.SOCK_DGRAM)
         self.counter = ctx.Value("q", 0, lock=False)
         ready = ctx.Event()
         self.proc = ctx.Process(
-            target=_raw_receiver, args=(self.port, self.counter, ready), daemon=True
+            target=_raw_receiver, args=(self.port, self.counter, ready, parse), daemon=True
         )
         self.proc.start()
         ready.wait(10)
