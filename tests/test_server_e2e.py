@@ -307,3 +307,21 @@ def test_server_f1_packet_and_json_datagram_on_one_port_both_land(server: Server
     _, recent = server.get(f"/api/recent/{len(active) + 1}")
     f1_speeds = sorted(p["speed_kmh"] for p in recent if p["chassis"].startswith("F1-"))
     assert f1_speeds == sorted(float(c["m_speed"]) for c in active)
+
+
+def test_server_metrics_expose_loss_at_every_hop(server: ServerProcess) -> None:
+    server.post_json("/api/ingest", [point("M", 1)])
+    status, text = server.get("/metrics")
+    assert status == 200
+    for name in (
+        "pitwall_points_rejected_total",
+        "pitwall_ring_overwritten_total",
+        "pitwall_ring_lost_total",
+        "pitwall_ws_frames_dropped_total",
+        "pitwall_udp_kernel_drops_total",
+        "pitwall_f1_frame_gaps_total",
+        "pitwall_recording_points_lost_total",
+        "pitwall_compute_points_lost_total",
+    ):
+        assert f"# TYPE {name} counter" in text, name
+    assert "dropped_per_client" in server.health()["websocket"]

@@ -8,6 +8,7 @@ the error middleware.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -79,6 +80,10 @@ def health_counters(app: web.Application) -> dict[str, object]:
             "frames_dropped": hub.stats.frames_dropped,
             "replies_dropped": hub.stats.replies_dropped,
             "clients_closed_slow": hub.stats.clients_closed_slow,
+            # Per client: frames it missed, for the clients that missed any.
+            "dropped_per_client": sorted(
+                (c.dropped for c in hub.clients if c.dropped), reverse=True
+            )[:50],
             "last_tick_ms": round(hub.stats.last_tick_ms, 3),
             "max_tick_ms": round(hub.stats.max_tick_ms, 3),
         },
@@ -239,6 +244,34 @@ async def metrics(request: web.Request) -> web.Response:
             [({}, udp["kernel_drops"])],
         )
     out.gauge("pitwall_uptime_seconds", "Seconds since start.", stats.uptime_s)
+    f1: dict[str, Any] = app[F1].decoder.stats()
+    out.counter(
+        "pitwall_f1_packets_total",
+        "F1 game datagrams fed to the decoder.",
+        [({}, float(f1["packets"]))],
+    )
+    out.counter(
+        "pitwall_f1_frame_gaps_total",
+        "Gaps in F1 frame identifiers (sim-side loss).",
+        [({}, float(f1["frame_gaps"]))],
+    )
+    out.counter(
+        "pitwall_f1_truncated_total",
+        "F1 datagrams shorter than their packet.",
+        [({}, float(f1["truncated"]))],
+    )
+    if RECORDER in app:
+        recording = app[RECORDER].health()
+        out.counter(
+            "pitwall_recording_points_written_total",
+            "Points written to session recordings.",
+            [({}, recording["points_written"])],
+        )
+        out.counter(
+            "pitwall_recording_points_lost_total",
+            "Points the recorder could not write.",
+            [({}, recording["points_lost"])],
+        )
     if S3 in app:
         for name, kind, help_text, samples in app[S3].metric_samples():
             out.add(name, kind, help_text, samples)
