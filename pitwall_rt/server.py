@@ -10,6 +10,7 @@ Shutdown, in order, within about two seconds:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -38,12 +39,28 @@ def install_loop(choice: str) -> str:
     return "asyncio"
 
 
+def tune_gc() -> None:
+    """Keep the garbage collector from stalling the loop.
+
+    Ingest allocates a dict per point, so the default thresholds run a
+    collection every few hundred points and, now and then, a full one over
+    every object the server holds (the model, the tables, the laps): measured
+    at 10,000 points/s that alone stalled the loop for up to ~35 ms. After
+    start-up, ``gc.freeze`` moves what exists into a generation the collector
+    never scans, and larger thresholds make collections rarer. Reference
+    counting still frees almost everything at once; only cycles wait longer.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+
+
 async def serve(settings: Settings, demo: bool = False) -> None:
     app = create_app(settings, demo=demo)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
     )
     await runner.setup()
+    tune_gc()
     try:
         site = web.TCPSite(runner, settings.HOST, settings.PORT, reuse_address=True)
         await site.start()
