@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 
 from pitwall_rt import vehicle_model as vm
+from pitwall_rt.schema import NUMERIC_FIELDS
 from pitwall_rt.tracks import Track, load_tracks
 
 DEMO_FORMAT = "pitwall-demo/1"
@@ -42,20 +43,8 @@ TRACKS_FORMAT = "pitwall-tracks/1"
 DEFAULT_TRACKS_PATH = Path(__file__).resolve().parent.parent / "public/tracks/track_sectors.json"
 INCH_M = 0.0254
 
-FIELDS = (
-    "t_s",
-    "lap",
-    "lapdist_m",
-    "speed_kmh",
-    "accx_can",
-    "accy_can",
-    "Steering_Angle",
-    "pbrake_f",
-    "pbrake_r",
-    "rpm",
-    "throttle_pct",
-    "gear",
-)
+FIELDS = ("t_s", *NUMERIC_FIELDS)
+"""Columns of a demo row: seconds from the session start, then every point field."""
 #: Decimal places per field in the file; None = integer.
 ROUNDING: dict[str, int | None] = {
     "t_s": 3,
