@@ -17,7 +17,6 @@ thus bounded by ``MAX_WS_BUFFER`` plus one frame.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -31,6 +30,7 @@ import orjson
 from ..points import decimate, rows_to_points
 from ..ring import RingBuffer
 from ..schema import empty_rows
+from ..ticker import run_every
 from ..validate import Tables
 from .frames import text_frame
 from .subscription import Subscription
@@ -184,18 +184,8 @@ class Hub:
         return True
 
     async def run(self, interval_s: float) -> None:
-        """Tick every ``interval_s`` on a fixed schedule (no drift) until cancelled."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += interval_s
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            try:
-                self.tick()
-            except Exception:  # a bug in one tick must not stop the stream
-                log.exception("broadcast tick failed")
-            if loop.time() - next_at > interval_s:
-                next_at = loop.time()  # fell a whole tick behind: don't burst
+        """Tick every ``interval_s`` until cancelled (see ``ticker``)."""
+        await run_every(interval_s, self.tick, "broadcast")
 
     # -- internals ----------------------------------------------------------
 

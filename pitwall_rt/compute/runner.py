@@ -48,6 +48,7 @@ import numpy as np
 from .. import fingerprint
 from ..model import infer
 from ..ring import RingBuffer
+from ..ticker import run_every
 from ..tracks import Track, resolve_track
 from ..validate import Tables
 from . import worker
@@ -165,15 +166,8 @@ class ComputeRunner:
         return [p.pid for p in (self.pool._processes or {}).values() if p.pid]
 
     async def run(self, interval_s: float) -> None:
-        """Tick until cancelled: queue new rows, start a batch when none is running."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += interval_s
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            self.tick()
-            if loop.time() - next_at > interval_s:
-                next_at = loop.time()
+        """Tick every ``interval_s`` until cancelled (see ``ticker``)."""
+        await run_every(interval_s, self.tick, "compute")
 
     def tick(self) -> None:
         read = self.ring.read_since(self.cursor)
