@@ -30,12 +30,14 @@ from _harness import Server, datagrams, free_port, send_paced, table
 RCVBUF = 4 * 1024 * 1024
 
 
-def _raw_receiver(port: int, counter: Any, ready: Any, parse: bool = True) -> None:
+def _raw_receiver(
+    port: int, counter: Any, ready: Any, parse: bool = True, rcvbuf: int = RCVBUF
+) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), rcvbuf)
     except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.bind(("127.0.0.1", port))
     sock.settimeout(0.05)
     buf = bytearray(65536)
@@ -62,13 +64,13 @@ class RawCeiling:
     """A bare receiver in its own process; counts points (or datagrams, with
     ``parse=False``, for binary payloads)."""
 
-    def __init__(self, parse: bool = True) -> None:
+    def __init__(self, parse: bool = True, rcvbuf: int = RCVBUF) -> None:
         ctx = mp.get_context("fork")
         self.port = free_port(socket.SOCK_DGRAM)
         self.counter = ctx.Value("q", 0, lock=False)
         ready = ctx.Event()
         self.proc = ctx.Process(
-            target=_raw_receiver, args=(self.port, self.counter, ready, parse), daemon=True
+            target=_raw_receiver, args=(self.port, self.counter, ready, parse, rcvbuf), daemon=True
         )
         self.proc.start()
         ready.wait(10)
@@ -159,6 +161,9 @@ def _bare_http(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--rcvbuf", type=int, default=RCVBUF, help="UDP receive buffer, bytes, for both receivers"
+    )
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 2.0
     single_rates = [50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 350_000, 400_000, 500_000]
@@ -167,8 +172,10 @@ def main() -> None:
         single_rates, batch_rates = single_rates[1::2], batch_rates[1::2]
     single, batched = datagrams(1), datagrams(40, 500)
     rows = []
-    raw = RawCeiling()
-    server = Server("--ringbuffer-size", "2000000", "--batch-ms", "600")
+    raw = RawCeiling(rcvbuf=args.rcvbuf)
+    server = Server(
+        "--ringbuffer-size", "2000000", "--batch-ms", "600", "--udp-rcvbuf", str(args.rcvbuf)
+    )
     try:
         for label, payloads, per, rates in (
             ("UDP, 1 point/datagram", single, 1, single_rates),
@@ -227,7 +234,7 @@ def main() -> None:
         raw.stop()
     print(
         table(
-            "Ingest (points/s accepted, zero loss)",
+            f"Ingest (points/s accepted, zero loss; UDP receive buffer {args.rcvbuf:,} bytes)",
             ["path", "pitwall-rt", "ceiling", "ratio", "how"],
             rows,
         )

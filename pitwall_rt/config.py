@@ -101,7 +101,7 @@ class Settings:
     MAX_BODY_BYTES: int = 8_000_000
     MAX_CHASSIS: int = 1024
     MAX_TRACKS: int = 256
-    UDP_RCVBUF: int = 4 * 1024 * 1024
+    UDP_RCVBUF: int = 32 * 1024 * 1024
     S3_BUCKET: str = ""
     S3_PREFIX: str = ""
     AWS_REGION: str = "us-east-1"
