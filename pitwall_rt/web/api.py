@@ -58,8 +58,6 @@ def health_counters(app: web.Application) -> dict[str, object]:
     """Everything an operator needs to see where points went."""
     ring = app[RING]
     hub = app[HUB]
-    udp = app.get(UDP)
-    sock = app.get(UDP_SOCKET)
     stats = app[INGESTOR].stats
     return {
         "status": "ok",
@@ -76,7 +74,9 @@ def health_counters(app: web.Application) -> dict[str, object]:
         "websocket": {
             "clients": len(hub.clients),
             "clients_total": hub.stats.clients_total,
+            "ticks": hub.stats.ticks,
             "frames_sent": hub.stats.frames_sent,
+            "bytes_sent": hub.stats.bytes_sent,
             "frames_dropped": hub.stats.frames_dropped,
             "replies_dropped": hub.stats.replies_dropped,
             "clients_closed_slow": hub.stats.clients_closed_slow,
@@ -87,11 +87,7 @@ def health_counters(app: web.Application) -> dict[str, object]:
             "last_tick_ms": round(hub.stats.last_tick_ms, 3),
             "max_tick_ms": round(hub.stats.max_tick_ms, 3),
         },
-        "udp": {
-            "datagrams": udp.stats.datagrams if udp else 0,
-            "binary_datagrams": udp.stats.binary_datagrams if udp else 0,
-            "kernel_drops": kernel_drops(sock) if sock else None,
-        },
+        "udp": _udp_counters(app),
         "f1": app[F1].decoder.stats(),
         "chassis": len(app[TABLES].chassis),
         "compute": _compute_counters(app),
@@ -145,6 +141,16 @@ async def laps(request: web.Request) -> web.Response:
     return _json(found)
 
 
+def _udp_counters(app: web.Application) -> dict[str, int | None]:
+    udp = app.get(UDP)
+    sock = app.get(UDP_SOCKET)
+    return {
+        "datagrams": udp.stats.datagrams if udp else 0,
+        "binary_datagrams": udp.stats.binary_datagrams if udp else 0,
+        "kernel_drops": kernel_drops(sock) if sock else None,
+    }
+
+
 async def health(request: web.Request) -> web.Response:
     return _json(health_counters(request.app))
 
@@ -190,7 +196,6 @@ async def ingest(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    counters = health_counters(app)
     stats = app[INGESTOR].stats
     hub = app[HUB].stats
     ring = app[RING]
@@ -234,9 +239,10 @@ async def metrics(request: web.Request) -> web.Response:
         "Clients closed with 1013 after staying over the buffer limit.",
         [({}, hub.clients_closed_slow)],
     )
-    udp = counters["udp"]
-    assert isinstance(udp, dict)
-    out.counter("pitwall_udp_datagrams_total", "UDP datagrams received.", [({}, udp["datagrams"])])
+    udp = _udp_counters(app)
+    out.counter(
+        "pitwall_udp_datagrams_total", "UDP datagrams received.", [({}, udp["datagrams"] or 0)]
+    )
     if udp["kernel_drops"] is not None:
         out.counter(
             "pitwall_udp_kernel_drops_total",
