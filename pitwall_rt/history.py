@@ -6,9 +6,9 @@ without opening them; the rest are filtered with pyarrow compute.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from .recording import (
     sessions_dir,
     table_to_rows,
 )
+from .validate import parse_iso
 
 HISTORY_LIMIT = 10_000
 HISTORY_MAX_LIMIT = 100_000
@@ -48,8 +49,10 @@ def parse_time(text: str) -> float:
         return float(text)
     except ValueError:
         pass
-    stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    seconds = parse_iso(text.strip())
+    if math.isnan(seconds):
+        raise ValueError(f"not ISO-8601 or epoch seconds: {text!r}")
+    return seconds
 
 
 def history_query(params: Mapping[str, str]) -> HistoryQuery:

@@ -44,15 +44,6 @@ _get = dict.get
 
 
 @dataclass
-class Rejection:
-    """One rejected point: its index in the batch, a reason code and a message."""
-
-    index: int
-    reason: str
-    message: str
-
-
-@dataclass
 class Validated:
     """The outcome of validating one batch.
 
@@ -345,12 +336,12 @@ def _time_value(value: Any) -> float:
             return math.nan
         return number / 1000.0 if number > _EPOCH_MS_THRESHOLD else number
     if kind is str:
-        return _parse_iso(value)
+        return parse_iso(value)
     return math.nan
 
 
 @lru_cache(maxsize=4096)
-def _parse_iso(text: str) -> float:
+def parse_iso(text: str) -> float:
     """ISO-8601 to epoch seconds; naive times are UTC. Cached: loggers batch
     many samples under one receive timestamp."""
     try:
