@@ -22,7 +22,6 @@ class IngestStats:
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     payloads: Counter[str] = field(default_factory=Counter)
     empty_payloads: Counter[str] = field(default_factory=Counter)
-    started_s: float = field(default_factory=time.time)
     started_mono: float = field(default_factory=time.monotonic)
 
     def count_rejections(self, source: str, reasons: dict[str, int]) -> None:

@@ -32,9 +32,7 @@ from ..tracks import Track, TrackFileError, load_tracks
 from ..validate import Tables
 from . import api, api_strategy, ws
 from .keys import (
-    BACKGROUND,
     COMPUTE,
-    DEMO,
     F1,
     HUB,
     INGESTOR,
@@ -74,8 +72,6 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
     app[RING] = ring
     app[INGESTOR] = ingestor
     app[F1] = F1Ingest(ingestor)
-    app[DEMO] = demo
-    app[BACKGROUND] = []
     app[LOOP_STATS] = LoopStats()
     app[WEBSOCKETS] = set()
     app[HUB] = Hub(
@@ -213,7 +209,6 @@ async def demo_context(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(
         run_demo(app[INGESTOR], settings.DEMO_DATA_PATH, settings.DEMO_SPEED), name="demo"
     )
-    app[BACKGROUND].append(task)
     yield
     await _cancel(task)
 

@@ -6,7 +6,6 @@ state by key instead of by globals or an Application subclass.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 from aiohttp import web
@@ -32,8 +31,6 @@ HUB = web.AppKey("hub", Hub)
 F1 = web.AppKey("f1", F1Ingest)
 UDP = web.AppKey("udp", UdpReceiver)
 UDP_SOCKET = web.AppKey("udp_socket", socket.socket)
-DEMO = web.AppKey("demo", bool)
-BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 COMPUTE = web.AppKey("compute", ComputeRunner)
 TRACKS = web.AppKey("tracks", dict[str, Track])

@@ -43,7 +43,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(500, "internal error; see the server log")
     if response.status >= 400 and response.content_type != "application/json":
-        # The static file handler answers a missing file itself, not by raising.
+        # A handler or aiohttp itself may answer an error without raising.
         return json_error(response.status, response.reason or "error")
     return response
 
