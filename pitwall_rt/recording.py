@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "pitwall-recording/1"
 FLUSH_INTERVAL_S = 1.0
+OVERFLOW_FACTOR = 4
+"""A buffer this many times ``max_buffer_points`` is written on the spot."""
 SEGMENT_SUFFIX = ".arrows"
 _INT_TYPES = {"lap": pa.int32(), "gear": pa.int8()}
 _TIME = pa.timestamp("ns", tz="UTC")
@@ -248,8 +250,10 @@ class Recorder:
     flushes every ``FLUSH_INTERVAL_S``, building and compressing the batch in
     a worker thread so the event loop only hands the rows over) and call
     ``close()`` at shutdown. Segments rotate after ``segment_bytes`` bytes or
-    ``segment_s`` seconds. The buffer holds at most ``max_buffer_points``
-    rows (about 130 bytes each); past that, ``append`` writes on the spot,
+    ``segment_s`` seconds. When the buffer passes ``max_buffer_points`` rows
+    (about 130 bytes each) ``append`` wakes ``run()`` to write early, still
+    in the thread; only if the buffer reaches ``OVERFLOW_FACTOR`` times that
+    (the disk or the thread can't keep up) does ``append`` write on the spot,
     so memory stays bounded whatever the ingest rate. A disk error is logged
     once, counted, and the rows it held are counted as lost: recording never
     breaks ingest.
@@ -282,6 +286,8 @@ class Recorder:
         self._segment: _Segment | None = None
         self._lock = threading.Lock()  # one writer at a time: flush task vs overflow/close
         self._closed = False
+        self._full = asyncio.Event()  # set by append: flush before the interval is up
+        self._running = False  # whether run() is there to be woken
 
     @property
     def buffered(self) -> int:
@@ -295,7 +301,10 @@ class Recorder:
         self._buffer.append(rows.copy())
         self._buffered += len(rows)
         if self._buffered >= self.max_buffer_points:
-            self.flush()
+            if self._buffered >= OVERFLOW_FACTOR * self.max_buffer_points or not self._running:
+                self.flush()
+            else:
+                self._full.set()
 
     def _take(self) -> np.ndarray:
         """The buffered rows as one array, leaving the buffer empty (loop thread)."""
@@ -369,11 +378,18 @@ class Recorder:
         """Flush every ``interval_s`` seconds until cancelled, on a fixed
         schedule so the gap between flushes does not creep past it."""
         loop = asyncio.get_running_loop()
-        due = loop.time()
-        while True:
-            due = max(due + interval_s, loop.time())
-            await asyncio.sleep(due - loop.time())
-            await asyncio.to_thread(self._write, self._take())
+        due = loop.time() + interval_s
+        self._running = True
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._full.wait(), max(0.0, due - loop.time()))
+                except TimeoutError:
+                    due = max(due + interval_s, loop.time())
+                self._full.clear()
+                await asyncio.to_thread(self._write, self._take())
+        finally:
+            self._running = False
 
     def health(self) -> dict[str, Any]:
         return {"session": self.session_id, "buffered": self._buffered, **vars(self.stats)}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -322,3 +324,30 @@ def test_list_sessions_reads_segments_without_a_summary(tmp_path: Path) -> None:
 def test_recording_schema_carries_its_format_tag() -> None:
     assert SCHEMA.metadata[b"format"] == b"pitwall-recording/1"
     assert SCHEMA.field("meta_time").type == pa.timestamp("ns", tz="UTC")
+
+
+def test_recorder_past_its_limit_wakes_the_writer_task_instead_of_writing_in_the_loop(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[int, float, int]:
+        tables = make_tables()
+        recorder = Recorder(tmp_path, tables, max_buffer_points=25)
+        task = asyncio.create_task(recorder.run(interval_s=60.0))
+        await asyncio.sleep(0)
+        start = time.monotonic()
+        recorder.append(make_rows(tables, 30))
+        inline = recorder.stats.flushes  # 0: append only woke the task
+        while recorder.stats.flushes == 0:
+            await asyncio.sleep(0.005)
+        waited = time.monotonic() - start
+        # Four times the limit at once means the writer can't keep up: write now.
+        recorder.append(make_rows(tables, 100, 30))
+        on_the_spot = recorder.stats.flushes
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return inline, waited, on_the_spot
+
+    inline, waited, on_the_spot = asyncio.run(scenario())
+    assert inline == 0 and waited < 30.0  # long before the 60 s interval
+    assert on_the_spot == 2
