@@ -4,7 +4,8 @@ For UDP a paced sender (its own process) steps up the rate; at each step we
 check whether every point sent was accepted (server) or received and parsed
 (the raw ceiling: a bare Python ``recv_into`` + orjson loop with the same
 4 MB receive buffer). The highest lossless rate of each is reported, and ours
-as a ratio to the ceiling measured in the same run. For HTTP, 100-point
+as a ratio to the ceiling measured in the same run. Both UDP receivers are
+measured (``UDP_RECEIVER=process``, the default, and ``loop``). For HTTP, 100-point
 batches are posted by concurrent clients for a fixed time, against a bare
 aiohttp handler that only reads and parses the body.
 
@@ -164,6 +165,13 @@ def main() -> None:
     parser.add_argument(
         "--rcvbuf", type=int, default=RCVBUF, help="UDP receive buffer, bytes, for both receivers"
     )
+    parser.add_argument(
+        "--receivers",
+        nargs="+",
+        default=["process", "loop"],
+        choices=["process", "loop"],
+        help="UDP_RECEIVER modes to measure; HTTP uses the first",
+    )
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 2.0
     single_rates = [50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 350_000, 400_000, 500_000]
@@ -173,9 +181,20 @@ def main() -> None:
     single, batched = datagrams(1), datagrams(40, 500)
     rows = []
     raw = RawCeiling(rcvbuf=args.rcvbuf)
-    server = Server(
-        "--ringbuffer-size", "2000000", "--batch-ms", "600", "--udp-rcvbuf", str(args.rcvbuf)
-    )
+    servers = {
+        mode: Server(
+            "--ringbuffer-size",
+            "2000000",
+            "--batch-ms",
+            "600",
+            "--udp-rcvbuf",
+            str(args.rcvbuf),
+            "--udp-receiver",
+            mode,
+        )
+        for mode in args.receivers
+    }
+    server = servers[args.receivers[0]]
     try:
         for label, payloads, per, rates in (
             ("UDP, 1 point/datagram", single, 1, single_rates),
@@ -184,27 +203,32 @@ def main() -> None:
             ceiling, raw_notes = find_lossless(
                 raw.port, raw.received, payloads, per, rates, seconds
             )
-            ours, our_notes = find_lossless(
-                server.udp_port, lambda: server.accepted("udp"), payloads, per, rates, seconds
-            )
-            drops = server.health()["udp"]["kernel_drops"]
-            rows.append(
-                [
-                    label,
-                    f"{ours:,}",
-                    f"{ceiling:,}",
-                    f"{ours / ceiling:.2f}" if ceiling else "n/a",
-                    "highest lossless rate of a paced sender",
-                ]
-            )
-            print(
-                f"# {label}\n#  raw:  "
-                + "\n#        ".join(raw_notes)
-                + "\n#  ours: "
-                + "\n#        ".join(our_notes)
-                + f"\n#  kernel drops so far: {drops}",
-                file=sys.stderr,
-            )
+            print(f"# {label}\n#  raw:  " + "\n#        ".join(raw_notes), file=sys.stderr)
+            for mode, srv in servers.items():
+                ours, our_notes = find_lossless(
+                    srv.udp_port,
+                    lambda srv=srv: srv.accepted("udp"),  # type: ignore[misc]
+                    payloads,
+                    per,
+                    rates,
+                    seconds,
+                )
+                drops = srv.health()["udp"]["kernel_drops"]
+                rows.append(
+                    [
+                        f"{label}, {mode} receiver",
+                        f"{ours:,}",
+                        f"{ceiling:,}",
+                        f"{ours / ceiling:.2f}" if ceiling else "n/a",
+                        "highest lossless rate of a paced sender",
+                    ]
+                )
+                print(
+                    f"#  ours ({mode}): "
+                    + "\n#        ".join(our_notes)
+                    + f"\n#  kernel drops so far: {drops}",
+                    file=sys.stderr,
+                )
         bodies = [
             orjson.dumps(orjson.loads(b"[" + b",".join(single[i * 100 : (i + 1) * 100]) + b"]"))
             for i in range(len(single) // 100)
@@ -230,7 +254,8 @@ def main() -> None:
             ]
         )
     finally:
-        server.stop()
+        for srv in servers.values():
+            srv.stop()
         raw.stop()
     print(
         table(

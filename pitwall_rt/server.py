@@ -18,7 +18,7 @@ from aiohttp import web
 
 from .config import Settings
 from .web.app import create_app, stop_udp
-from .web.keys import HUB, UDP
+from .web.keys import HUB, UDP_SOCKET
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ async def serve(settings: Settings, demo: bool = False) -> None:
         _announce(runner, app, settings, demo)
         await stop.wait()
         log.info("shutting down")
-        stop_udp(app)
+        await stop_udp(app)
         app[HUB].tick()
     finally:
         await runner.cleanup()
@@ -80,8 +80,7 @@ async def serve(settings: Settings, demo: bool = False) -> None:
 def _announce(runner: web.AppRunner, app: web.Application, settings: Settings, demo: bool) -> None:
     ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
     http_port = ports[0] if ports else settings.PORT
-    udp = app[UDP].transport
-    udp_port = udp.get_extra_info("sockname")[1] if udp is not None else settings.UDP_PORT
+    udp_port = app[UDP_SOCKET].getsockname()[1]
     log.info(
         "pitwall-rt listening on http://%s:%d (WebSocket %s, UDP %d)%s",
         settings.HOST,

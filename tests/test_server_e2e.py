@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,17 @@ def test_server_ndjson_body_and_ndjson_datagram_both_ingest(server: ServerProces
     wait_for(lambda: server.health()["accepted"].get("udp") == 3, 5 * UNIT_S, "ndjson datagram")
 
 
-def test_server_bad_input_is_counted_and_good_points_all_kept(server: ServerProcess) -> None:
+@pytest.fixture(params=["process", "loop"])
+def either_receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """The server with each UDP receiver: its own process (default), or the loop."""
+    with running(tmp_path, "--udp-receiver", request.param) as srv:
+        yield srv
+
+
+def test_server_bad_input_is_counted_and_good_points_all_kept(
+    either_receiver: ServerProcess,
+) -> None:
+    server = either_receiver
     good = [point("GOOD-1", i) for i in range(200)]
     garbage = [b"\xff\x00garbage" + bytes([i % 256]) for i in range(10_000)]
     bad_json = [b'{"chassis": "x", "speed_kmh": NaN}', b'{"chassis": "trunc', b"[not json at all"]
@@ -325,3 +337,30 @@ def test_server_metrics_expose_loss_at_every_hop(server: ServerProcess) -> None:
     ):
         assert f"# TYPE {name} counter" in text, name
     assert "dropped_per_client" in server.health()["websocket"]
+
+
+def _udp_child_pid(server_pid: int) -> int:
+    """The spawned UDP receiver among the server's children."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    for pid in children:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"multiprocessing.spawn" in cmdline:
+            return int(pid)
+    raise AssertionError(f"no UDP receiver among {children}")
+
+
+def test_server_survives_its_udp_receiver_being_killed(server: ServerProcess) -> None:
+    server.send_udp(json.dumps(point("BEFORE", 0)).encode())
+    wait_for(lambda: server.health()["accepted"].get("udp") == 1, 5 * UNIT_S, "first point")
+    os.kill(_udp_child_pid(server.proc.pid), signal.SIGKILL)  # type: ignore[union-attr]
+    server.send_udp(*(json.dumps(point("AFTER", i)).encode() for i in range(50)))
+    health = wait_for(
+        lambda: (h := server.health())["accepted"].get("udp") == 51 and h, 10 * UNIT_S, "restart"
+    )
+    assert health["udp"]["receiver_restarts"] == 1
+    _, recent = server.get("/api/recent/100")
+    assert [p["lapdist_m"] for p in recent if p["chassis"] == "AFTER"] == [
+        float(i) for i in range(50)
+    ]
+    _, metrics = server.get("/metrics")
+    assert "pitwall_udp_receiver_restarts_total 1" in metrics

@@ -19,15 +19,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 from .pipeline import Ingestor
+from .udp_child import JSON_START
 
 log = logging.getLogger(__name__)
 
-# First bytes of a JSON payload; anything else (an F1 packet starts with its
-# little-endian packet format, 0xE8 0x07 for 2024) goes to the binary handler.
-_JSON_START = frozenset([b"{", b"[", b" ", b"\t", b"\r", b"\n", b""])
 
 BinaryHandler = Callable[[list[bytes]], None]
 
@@ -39,6 +37,15 @@ class UdpStats:
     flushes: int = 0
     binary_datagrams: int = 0
     socket_errors: int = 0
+    receiver_restarts: int = 0
+
+
+class UdpSource(Protocol):
+    """What the app needs of a UDP receiver, in the loop or in a process."""
+
+    stats: UdpStats
+
+    async def close(self) -> None: ...
 
 
 class UdpReceiver(asyncio.DatagramProtocol):
@@ -77,6 +84,12 @@ class UdpReceiver(asyncio.DatagramProtocol):
         elif self._timer is None:
             self._timer = self._loop.call_later(self.flush_delay_s, self.flush)
 
+    async def close(self) -> None:
+        """Stop receiving and store what is pending. Idempotent."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.flush()
+
     def error_received(self, exc: Exception) -> None:
         self.stats.socket_errors += 1
 
@@ -92,9 +105,9 @@ class UdpReceiver(asyncio.DatagramProtocol):
             return
         self.stats.flushes += 1
         self.stats.datagrams += len(batch)
-        binary = [d for d in batch if d[:1] not in _JSON_START]
+        binary = [d for d in batch if d[:1] not in JSON_START]
         if binary:
-            batch = [d for d in batch if d[:1] in _JSON_START]
+            batch = [d for d in batch if d[:1] in JSON_START]
             self.stats.binary_datagrams += len(binary)
             if self.binary_handler is not None:
                 self.binary_handler(binary)

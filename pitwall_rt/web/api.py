@@ -148,6 +148,7 @@ def _udp_counters(app: web.Application) -> dict[str, int | None]:
         "datagrams": udp.stats.datagrams if udp else 0,
         "binary_datagrams": udp.stats.binary_datagrams if udp else 0,
         "kernel_drops": kernel_drops(sock) if sock else None,
+        "receiver_restarts": udp.stats.receiver_restarts if udp else 0,
     }
 
 
@@ -249,6 +250,11 @@ async def metrics(request: web.Request) -> web.Response:
             "Datagrams the kernel dropped (receive buffer full).",
             [({}, udp["kernel_drops"])],
         )
+    out.counter(
+        "pitwall_udp_receiver_restarts_total",
+        "Times the UDP receiver process died and was started again.",
+        [({}, udp["receiver_restarts"] or 0)],
+    )
     out.gauge("pitwall_uptime_seconds", "Seconds since start.", stats.uptime_s)
     f1: dict[str, Any] = app[F1].decoder.stats()
     out.counter(

@@ -3,7 +3,7 @@
 ``create_app(settings)`` builds the in-memory core (tables, ring, ingest,
 hub) and registers each I/O resource as a cleanup context, so a resource is
 torn down exactly when its start-up succeeded, in reverse order:
-UDP endpoint -> broadcast tick -> demo source.
+UDP receiver -> broadcast tick -> demo source.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from ..config import ConfigError, Settings
 from ..ingest.f1_source import F1Ingest
 from ..ingest.pipeline import Ingestor
 from ..ingest.s3 import S3Poller
-from ..ingest.udp import UdpReceiver, make_socket
+from ..ingest.udp import UdpReceiver, UdpSource, make_socket
+from ..ingest.udp_process import UdpProcessReceiver
 from ..loopwatch import LoopStats, watch_loop
 from ..recording import FLUSH_INTERVAL_S, Recorder
 from ..ring import RingBuffer
@@ -131,27 +132,31 @@ async def recording_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def udp_context(app: web.Application) -> AsyncIterator[None]:
-    """Bind the UDP port; on the way out stop receiving and flush what is pending."""
+    """Bind the UDP port and start receiving, in a child process or in the
+    loop (``UDP_RECEIVER``); on the way out stop and store what is pending."""
     settings = app[SETTINGS]
     sock = make_socket(settings.HOST, settings.UDP_PORT, settings.UDP_RCVBUF)
-    loop = asyncio.get_running_loop()
-    _transport, receiver = await loop.create_datagram_endpoint(
-        lambda: UdpReceiver(app[INGESTOR], binary_handler=app[F1]), sock=sock
-    )
+    receiver: UdpSource
+    if settings.UDP_RECEIVER == "process":
+        receiver = UdpProcessReceiver(sock, app[INGESTOR], binary_handler=app[F1])
+        await receiver.start()
+    else:
+        loop = asyncio.get_running_loop()
+        _transport, receiver = await loop.create_datagram_endpoint(
+            lambda: UdpReceiver(app[INGESTOR], binary_handler=app[F1]), sock=sock
+        )
     app[UDP] = receiver
     app[UDP_SOCKET] = sock
     yield
-    stop_udp(app)
+    await stop_udp(app)
+    sock.close()
 
 
-def stop_udp(app: web.Application) -> None:
-    """Close the endpoint and ingest what it already received. Idempotent."""
+async def stop_udp(app: web.Application) -> None:
+    """Stop receiving and ingest what was already received. Idempotent."""
     receiver = app.get(UDP)
-    if receiver is None or receiver.transport is None:
-        return
-    if not receiver.transport.is_closing():
-        receiver.transport.close()
-    receiver.flush()
+    if receiver is not None:
+        await receiver.close()
 
 
 def _load_tracks(path: str) -> dict[str, Track]:

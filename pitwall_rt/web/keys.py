@@ -16,7 +16,7 @@ from ..config import Settings
 from ..ingest.f1_source import F1Ingest
 from ..ingest.pipeline import Ingestor
 from ..ingest.s3 import S3Poller
-from ..ingest.udp import UdpReceiver
+from ..ingest.udp import UdpSource
 from ..loopwatch import LoopStats
 from ..recording import Recorder
 from ..ring import RingBuffer
@@ -29,7 +29,7 @@ TABLES = web.AppKey("tables", Tables)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 HUB = web.AppKey("hub", Hub)
 F1 = web.AppKey("f1", F1Ingest)
-UDP = web.AppKey("udp", UdpReceiver)
+UDP = web.AppKey("udp", UdpSource)
 UDP_SOCKET = web.AppKey("udp_socket", socket.socket)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 COMPUTE = web.AppKey("compute", ComputeRunner)

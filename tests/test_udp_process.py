@@ -1,0 +1,268 @@
+"""pitwall_rt.ingest.udp_child / udp_process: UDP received and validated in a child.
+
+The pure parts (one flush -> a batch; local ids -> the server's ids) are
+tested directly; the process itself with a real UDP socket on 127.0.0.1, a
+real child process, and a real kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from pitwall_rt.ingest.pipeline import Ingestor
+from pitwall_rt.ingest.udp_child import ChildBatch, _NameLog, build_batch, run_receiver
+from pitwall_rt.ingest.udp_process import IdMap, UdpProcessReceiver, remap
+from pitwall_rt.ring import RingBuffer
+from pitwall_rt.schema import StringTable, empty_rows
+from pitwall_rt.stats import IngestStats
+
+from .serverproc import UNIT_S
+from .test_validate import make_tables
+
+F1_DATA = Path(__file__).parent / "data" / "f1" / "f1-telemetry-client" / "2024"
+
+
+def pt(chassis: str, i: int, **extra: Any) -> dict[str, Any]:
+    return {"chassis": chassis, "track": "barber", "lap": 1, "lapdist_m": float(i), **extra}
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+# -- one flush in the child -------------------------------------------------------
+
+
+def test_build_batch_validates_json_and_passes_binary_through_untouched() -> None:
+    tables = make_tables()
+    logs = (_NameLog(tables.chassis), _NameLog(tables.track))
+    binary = b"\xe8\x07" + b"\x00" * 40
+    datagrams = [
+        dumps(pt("A", 0)),
+        dumps([pt("B", 1), pt("A", 2)]),
+        b"{not json",
+        binary,
+        dumps(pt("A", 3, speed_kmh="fast")),
+        b"[]",
+    ]
+    batch = build_batch(datagrams, tables, logs)
+    assert batch.rows["lapdist_m"].tolist() == [0.0, 1.0, 2.0]
+    assert batch.binary == [binary]
+    assert batch.reasons == {"bad_json": 1, "bad_type:speed_kmh": 1}
+    assert (batch.datagrams, batch.json_payloads, batch.empty_payloads) == (6, 5, 1)
+    assert batch.size_bytes == sum(map(len, datagrams))
+    assert batch.new_chassis == ["A", "B"] and batch.new_tracks == ["barber"]
+
+
+def test_build_batch_reports_each_new_name_once() -> None:
+    tables = make_tables()
+    logs = (_NameLog(tables.chassis), _NameLog(tables.track))
+    first = build_batch([dumps(pt("A", 0))], tables, logs)
+    second = build_batch([dumps(pt("A", 1)), dumps(pt("C", 2))], tables, logs)
+    assert first.new_chassis == ["A"] and second.new_chassis == ["C"]
+    assert second.new_tracks == []
+    assert second.rows["chassis"].tolist() == [0, 1]
+
+
+def test_build_batch_of_only_garbage_has_no_rows_and_counts_it() -> None:
+    tables = make_tables()
+    batch = build_batch([b"[1,", b"{"], tables, (_NameLog(tables.chassis), _NameLog(tables.track)))
+    assert len(batch.rows) == 0 and batch.reasons == {"bad_json": 2}
+
+
+# -- local ids -> the server's ids ---------------------------------------------------
+
+
+def _batch(rows: np.ndarray, chassis: list[str], tracks: list[str]) -> ChildBatch:
+    return ChildBatch(rows, chassis, tracks, len(rows), 0, len(rows), 0)
+
+
+def test_remap_translates_child_ids_to_the_servers_tables() -> None:
+    server = make_tables()
+    server.chassis.intern("HTTP-CAR")  # the server already knows a name the child doesn't
+    server.track.intern("sebring")
+    chassis, track = IdMap(server.chassis), IdMap(server.track, reserved=1)
+    rows = empty_rows(3)
+    rows["chassis"] = [0, 1, 0]
+    rows["track"] = [1, 0, 1]
+    out, no_chassis, no_track = remap(_batch(rows, ["A", "B"], ["barber"]), chassis, track)
+    names = [server.chassis.name(i) for i in out["chassis"]]
+    assert names == ["A", "B", "A"] and (no_chassis, no_track) == (0, 0)
+    assert [server.track.name(i) for i in out["track"]] == ["barber", "", "barber"]
+    later = empty_rows(1)
+    later["chassis"] = [1]
+    later["track"] = [0]
+    out, _, _ = remap(_batch(later, [], []), chassis, track)
+    assert server.chassis.name(int(out["chassis"][0])) == "B"
+
+
+def test_remap_drops_and_counts_points_whose_name_the_full_table_cannot_take() -> None:
+    server = make_tables(max_chassis=2)
+    server.chassis.intern("X")
+    chassis, track = IdMap(server.chassis), IdMap(server.track, reserved=1)
+    rows = empty_rows(4)
+    rows["chassis"] = [0, 1, 2, 1]
+    rows["track"] = 0
+    rows["lapdist_m"] = [0.0, 1.0, 2.0, 3.0]
+    out, no_chassis, no_track = remap(_batch(rows, ["A", "B", "X"], []), chassis, track)
+    assert out["lapdist_m"].tolist() == [0.0, 2.0]  # "A" took the last slot; "B" has none
+    assert (no_chassis, no_track) == (2, 0)
+    assert [server.chassis.name(i) for i in out["chassis"]] == ["A", "X"]
+
+
+# -- the real process ---------------------------------------------------------------
+
+
+def _udp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout_s: float = 10 * UNIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def _with_receiver(
+    scenario: Callable[
+        [UdpProcessReceiver, Ingestor, socket.socket, list[list[bytes]]], Awaitable[None]
+    ],
+    max_chassis: int = 64,
+) -> None:
+    async def main() -> None:
+        sock = _udp_socket()
+        ingestor = Ingestor(
+            RingBuffer(100_000), make_tables(max_chassis=max_chassis), IngestStats()
+        )
+        binaries: list[list[bytes]] = []
+        receiver = UdpProcessReceiver(sock, ingestor, binary_handler=binaries.append)
+        await receiver.start()
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.connect(sock.getsockname())
+        try:
+            await scenario(receiver, ingestor, sender, binaries)
+        finally:
+            await receiver.close()
+            sender.close()
+            sock.close()
+
+    asyncio.run(main())
+
+
+def _points(ingestor: Ingestor, chassis: str) -> list[float]:
+    rows = ingestor.ring.newest(ingestor.ring.capacity)
+    ident = ingestor.tables.chassis.get(chassis)
+    return rows["lapdist_m"][rows["chassis"] == ident].tolist()
+
+
+def test_process_receiver_stores_points_counts_garbage_and_forwards_f1_packets() -> None:
+    f1 = next(F1_DATA.glob("*_id06_*.bin")).read_bytes()
+
+    async def scenario(
+        receiver: UdpProcessReceiver, ingestor: Ingestor, sender: socket.socket, binaries: Any
+    ) -> None:
+        for i in range(500):
+            sender.send(dumps(pt("GOOD", i)))
+            if i % 100 == 0:
+                sender.send(b"\x00garbage" if i % 200 else dumps({"chassis": "W", "gear": True}))
+        sender.send(f1)
+        await _until(lambda: ingestor.stats.accepted["udp"] == 500 and binaries, "500 points")
+        assert _points(ingestor, "GOOD") == [float(i) for i in range(500)]
+        assert receiver.stats.datagrams == 506 and receiver.stats.binary_datagrams == 3
+        assert [d for batch in binaries for d in batch] == [b"\x00garbage", b"\x00garbage", f1]
+        assert dict(ingestor.stats.reasons) == {("udp", "bad_type:gear"): 3}
+        assert ingestor.stats.payloads["udp"] == 503
+
+    _with_receiver(scenario)
+
+
+def test_process_receiver_restarts_a_killed_child_and_loses_nothing_queued() -> None:
+    async def scenario(
+        receiver: UdpProcessReceiver, ingestor: Ingestor, sender: socket.socket, _b: Any
+    ) -> None:
+        sender.send(dumps(pt("A", 0)))
+        await _until(lambda: ingestor.stats.accepted["udp"] == 1, "first point")
+        assert receiver._proc is not None and receiver._proc.pid is not None
+        os.kill(receiver._proc.pid, signal.SIGKILL)
+        # Sent while no child is reading: the kernel queues them on the shared socket.
+        for i in range(1, 201):
+            sender.send(dumps(pt("A", i)))
+        await _until(lambda: receiver.stats.receiver_restarts == 1, "restart")
+        await _until(lambda: ingestor.stats.accepted["udp"] == 201, "points after restart")
+        assert _points(ingestor, "A") == [float(i) for i in range(201)]
+        sender.send(dumps(pt("NEW", 7)))  # names still map right in the new child
+        await _until(lambda: _points(ingestor, "NEW") == [7.0], "a new name after restart")
+
+    _with_receiver(scenario)
+
+
+def test_process_receiver_close_stores_everything_sent_before_it() -> None:
+    async def main() -> tuple[int, list[float]]:
+        sock = _udp_socket()
+        ingestor = Ingestor(RingBuffer(10_000), make_tables(), IngestStats())
+        receiver = UdpProcessReceiver(sock, ingestor)
+        await receiver.start()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for i in range(3000):
+                sender.sendto(dumps(pt("A", i)), sock.getsockname())
+        await receiver.close()
+        await receiver.close()  # idempotent
+        alive = receiver._proc is not None and receiver._proc.is_alive()
+        sock.close()
+        assert not alive
+        return ingestor.stats.accepted["udp"], _points(ingestor, "A")
+
+    accepted, points = asyncio.run(main())
+    assert accepted == 3000 and points == [float(i) for i in range(3000)]
+
+
+def test_process_receiver_rejects_new_names_once_the_servers_table_is_full() -> None:
+    async def scenario(
+        receiver: UdpProcessReceiver, ingestor: Ingestor, sender: socket.socket, _b: Any
+    ) -> None:
+        for i in range(5):
+            sender.send(dumps(pt(f"CAR-{i}", i)))
+        await _until(lambda: sum(ingestor.stats.rejected.values()) == 3, "rejections")
+        assert ingestor.stats.accepted["udp"] == 2
+        assert ingestor.stats.reasons[("udp", "table_full:chassis")] == 3
+
+    _with_receiver(scenario, max_chassis=2)
+
+
+def test_child_exits_when_the_parent_end_closes() -> None:
+    import multiprocessing as mp
+
+    from pitwall_rt.ingest.udp_child import ReceiverLimits
+
+    sock = _udp_socket()
+    ours, theirs = socket.socketpair()
+    proc = mp.get_context("spawn").Process(
+        target=run_receiver, args=(sock, theirs, ReceiverLimits()), daemon=True
+    )
+    proc.start()
+    theirs.close()
+    ours.close()  # what the parent's death looks like from the child
+    proc.join(10 * UNIT_S)
+    sock.close()
+    assert proc.exitcode == 0
+
+
+def test_idmap_reserved_ids_map_to_themselves() -> None:
+    table = StringTable(8, reserved=("",))
+    ids = IdMap(table, reserved=1)
+    ids.learn(["x"])
+    assert ids(np.array([0, 1])).tolist() == [0, 1] and table.name(1) == "x"
