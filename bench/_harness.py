@@ -6,6 +6,7 @@ machine it ran on, so the README can carry the figures as measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -85,6 +86,48 @@ class Server:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        path = Path(f"/proc/{current}/task/{current}/children")
+        with contextlib.suppress(OSError):
+            todo.extend(int(c) for c in path.read_text().split())
+    return out
+
+
+def _role(pid: int, root: int) -> str:
+    if pid == root:
+        return "server (event loop)"
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "other"
+    if b"multiprocessing.spawn" in cmdline:
+        return "UDP receiver process"
+    # The forkserver and the pool workers it forks share one command line;
+    # the forkserver itself idles, so its seconds are the workers'.
+    return "compute workers" if b"forkserver" in cmdline else "other"
+
+
+def cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of a process tree, by role.
+
+    Linux only. CPU per point is steadier than a throughput figure on a
+    shared machine: it says what each stage costs, whatever else runs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in _descendants(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        role = _role(pid, root)
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def telemetry_point(rng: random.Random, i: int, cars: int = 20) -> dict[str, Any]:

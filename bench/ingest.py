@@ -5,7 +5,7 @@ check whether every point sent was accepted (server) or received and parsed
 (the raw ceiling: a bare Python ``recv_into`` + orjson loop with the same
 4 MB receive buffer). The highest lossless rate of each is reported, and ours
 as a ratio to the ceiling measured in the same run. Both UDP receivers are
-measured (``UDP_RECEIVER=process``, the default, and ``loop``). For HTTP, 100-point
+measured (``INGEST_PARSER=process``, the default, and ``loop``). For HTTP, 100-point
 batches are posted by concurrent clients for a fixed time, against a bare
 aiohttp handler that only reads and parses the body.
 
@@ -26,9 +26,11 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _harness import Server, datagrams, free_port, send_paced, table
+from _harness import Server, cpu_seconds, datagrams, free_port, send_paced, table
 
 RCVBUF = 4 * 1024 * 1024
+CPU_RATE = {1: 50_000, 40: 100_000}  # steady rates for the CPU accounting, points/s
+ROLES = ("server (event loop)", "UDP receiver process", "compute workers")
 
 
 def _raw_receiver(
@@ -107,6 +109,17 @@ def find_lossless(
     return best, notes
 
 
+def cpu_per_point(
+    srv: Server, payloads: list[bytes], per: int, rate: int, seconds: float
+) -> dict[str, float]:
+    """Microseconds of CPU per accepted point, by process, at a steady rate."""
+    before, accepted = cpu_seconds(srv.proc.pid), srv.accepted("udp")
+    send_paced(srv.udp_port, payloads, rate / per, seconds)
+    time.sleep(0.5)
+    after, got = cpu_seconds(srv.proc.pid), srv.accepted("udp") - accepted
+    return {role: (after[role] - before.get(role, 0.0)) / max(got, 1) * 1e6 for role in after}
+
+
 async def _post_for(url: str, bodies: list[bytes], seconds: float, concurrency: int) -> int:
     import aiohttp
 
@@ -166,11 +179,11 @@ def main() -> None:
         "--rcvbuf", type=int, default=RCVBUF, help="UDP receive buffer, bytes, for both receivers"
     )
     parser.add_argument(
-        "--receivers",
+        "--parsers",
         nargs="+",
         default=["process", "loop"],
         choices=["process", "loop"],
-        help="UDP_RECEIVER modes to measure; HTTP uses the first",
+        help="INGEST_PARSER modes to measure (UDP and HTTP)",
     )
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 2.0
@@ -179,7 +192,8 @@ def main() -> None:
     if args.quick:
         single_rates, batch_rates = single_rates[1::2], batch_rates[1::2]
     single, batched = datagrams(1), datagrams(40, 500)
-    rows = []
+    rows: list[list[str]] = []
+    cpu_rows: list[list[str]] = []
     raw = RawCeiling(rcvbuf=args.rcvbuf)
     servers = {
         mode: Server(
@@ -189,12 +203,11 @@ def main() -> None:
             "600",
             "--udp-rcvbuf",
             str(args.rcvbuf),
-            "--udp-receiver",
+            "--ingest-parser",
             mode,
         )
-        for mode in args.receivers
+        for mode in args.parsers
     }
-    server = servers[args.receivers[0]]
     try:
         for label, payloads, per, rates in (
             ("UDP, 1 point/datagram", single, 1, single_rates),
@@ -214,9 +227,15 @@ def main() -> None:
                     seconds,
                 )
                 drops = srv.health()["udp"]["kernel_drops"]
+                cost = cpu_per_point(srv, payloads, per, CPU_RATE[per], seconds)
+                cpu_rows.append(
+                    [f"{label}, {mode} parser", f"{CPU_RATE[per]:,}"]
+                    + [f"{cost.get(role, 0.0):.2f}" for role in ROLES]
+                    + [f"{sum(cost.values()):.2f}"]
+                )
                 rows.append(
                     [
-                        f"{label}, {mode} receiver",
+                        f"{label}, {mode} parser",
                         f"{ours:,}",
                         f"{ceiling:,}",
                         f"{ours / ceiling:.2f}" if ceiling else "n/a",
@@ -239,20 +258,21 @@ def main() -> None:
         bare.start()
         time.sleep(1.0)
         ceiling = http_rate(f"http://127.0.0.1:{bare_port}/api/ingest", bodies, 3 * seconds)
-        before = server.accepted("http")
-        start = time.perf_counter()
-        http_rate(f"http://127.0.0.1:{server.port}/api/ingest", bodies, 3 * seconds)
-        ours_http = (server.accepted("http") - before) / (time.perf_counter() - start)
+        for mode, srv in servers.items():
+            before = srv.accepted("http")
+            start = time.perf_counter()
+            http_rate(f"http://127.0.0.1:{srv.port}/api/ingest", bodies, 3 * seconds)
+            ours_http = (srv.accepted("http") - before) / (time.perf_counter() - start)
+            rows.append(
+                [
+                    f"HTTP POST, 100 points/request, {mode} parser",
+                    f"{ours_http:,.0f}",
+                    f"{ceiling:,.0f}",
+                    f"{ours_http / ceiling:.2f}",
+                    "8 keep-alive clients; ceiling = bare aiohttp + orjson",
+                ]
+            )
         bare.terminate()
-        rows.append(
-            [
-                "HTTP POST, 100 points/request",
-                f"{ours_http:,.0f}",
-                f"{ceiling:,.0f}",
-                f"{ours_http / ceiling:.2f}",
-                "8 keep-alive clients; ceiling = bare aiohttp + orjson",
-            ]
-        )
     finally:
         for srv in servers.values():
             srv.stop()
@@ -262,6 +282,13 @@ def main() -> None:
             f"Ingest (points/s accepted, zero loss; UDP receive buffer {args.rcvbuf:,} bytes)",
             ["path", "pitwall-rt", "ceiling", "ratio", "how"],
             rows,
+        )
+    )
+    print(
+        table(
+            "CPU per accepted point, by process (microseconds)",
+            ["path", "rate, points/s", *ROLES, "total"],
+            cpu_rows,
         )
     )
 

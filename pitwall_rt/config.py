@@ -102,7 +102,7 @@ class Settings:
     MAX_CHASSIS: int = 1024
     MAX_TRACKS: int = 256
     UDP_RCVBUF: int = 32 * 1024 * 1024
-    UDP_RECEIVER: str = "process"
+    INGEST_PARSER: str = "process"
     S3_BUCKET: str = ""
     S3_PREFIX: str = ""
     AWS_REGION: str = "us-east-1"
@@ -134,7 +134,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "MAX_CHASSIS": _int(1, 1_000_000),
     "MAX_TRACKS": _int(1, 100_000),
     "UDP_RCVBUF": _int(0, 1 << 31),
-    "UDP_RECEIVER": _choice("process", "loop"),
+    "INGEST_PARSER": _choice("process", "loop"),
     "S3_BUCKET": _str,
     "S3_PREFIX": _str,
     "AWS_REGION": _str,

@@ -36,6 +36,31 @@ class Decoded:
         return sum(self.errors.values())
 
 
+class BodyError(ValueError):
+    """An HTTP body that is not JSON (or NDJSON) at all: the request is refused."""
+
+
+def decode_body(body: bytes, ndjson: bool) -> Decoded:
+    """Decode one HTTP body; raises BodyError when nothing in it is readable.
+
+    A JSON body is one value (a point or an array). An NDJSON body keeps its
+    good lines and counts the bad ones, and is refused only when no line is
+    JSON."""
+    decoded = Decoded()
+    if ndjson:
+        decode_into(body, decoded)
+        if decoded.failed and not decoded.values:
+            raise BodyError(f"body is not NDJSON: {decoded.first_errors[0]}")
+        return decoded
+    try:
+        value = _loads(body)
+    except _JSONDecodeError as exc:
+        raise BodyError(f"body is not JSON: {exc}") from None
+    decoded.values = value if type(value) is list else [value]
+    decoded.empty = int(value == [])
+    return decoded
+
+
 def decode_payloads(payloads: list[bytes]) -> Decoded:
     """Decode many payloads at once; the common case is one ``loads`` each.
 

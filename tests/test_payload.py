@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitwall_rt.payload import Decoded, decode_into, decode_payloads
+from pitwall_rt.payload import BodyError, Decoded, decode_body, decode_into, decode_payloads
 
 P1 = {"chassis": "a", "speed_kmh": 100.0}
 P2 = {"chassis": "b", "lap": 3}
@@ -112,3 +113,19 @@ def test_payload_arbitrary_bytes_never_raise(payloads: list[bytes]) -> None:
     assert out.failed == sum(out.errors.values())
     assert set(out.errors) <= {"bad_json"}
     assert len(out.first_errors) <= 5
+
+
+def test_decode_body_json_value_array_and_empty_array() -> None:
+    assert decode_body(b'{"chassis": "A"}', ndjson=False).values == [{"chassis": "A"}]
+    both = decode_body(b'[{"chassis": "A"}, {"chassis": "B"}]', ndjson=False)
+    assert [v["chassis"] for v in both.values] == ["A", "B"] and both.empty == 0
+    assert decode_body(b"[]", ndjson=False).empty == 1
+
+
+def test_decode_body_refuses_what_is_not_json_and_ndjson_with_no_good_line() -> None:
+    with pytest.raises(BodyError, match="body is not JSON"):
+        decode_body(b'{"chassis": ', ndjson=False)
+    with pytest.raises(BodyError, match="body is not NDJSON: line 1"):
+        decode_body(b"{bad\n{worse", ndjson=True)
+    kept = decode_body(b'{"chassis": "A"}\n{bad', ndjson=True)
+    assert kept.values == [{"chassis": "A"}] and kept.errors == {"bad_json": 1}

@@ -111,16 +111,16 @@ def test_server_ndjson_body_and_ndjson_datagram_both_ingest(server: ServerProces
 
 
 @pytest.fixture(params=["process", "loop"])
-def either_receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    """The server with each UDP receiver: its own process (default), or the loop."""
-    with running(tmp_path, "--udp-receiver", request.param) as srv:
+def either_parser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """The server parsing UDP and HTTP in its parse process (default), or in the loop."""
+    with running(tmp_path, "--ingest-parser", request.param) as srv:
         yield srv
 
 
 def test_server_bad_input_is_counted_and_good_points_all_kept(
-    either_receiver: ServerProcess,
+    either_parser: ServerProcess,
 ) -> None:
-    server = either_receiver
+    server = either_parser
     good = [point("GOOD-1", i) for i in range(200)]
     garbage = [b"\xff\x00garbage" + bytes([i % 256]) for i in range(10_000)]
     bad_json = [b'{"chassis": "x", "speed_kmh": NaN}', b'{"chassis": "trunc', b"[not json at all"]
@@ -339,20 +339,20 @@ def test_server_metrics_expose_loss_at_every_hop(server: ServerProcess) -> None:
     assert "dropped_per_client" in server.health()["websocket"]
 
 
-def _udp_child_pid(server_pid: int) -> int:
-    """The spawned UDP receiver among the server's children."""
+def _parse_child_pid(server_pid: int) -> int:
+    """The spawned parse process among the server's children."""
     children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
     for pid in children:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         if b"multiprocessing.spawn" in cmdline:
             return int(pid)
-    raise AssertionError(f"no UDP receiver among {children}")
+    raise AssertionError(f"no parse process among {children}")
 
 
-def test_server_survives_its_udp_receiver_being_killed(server: ServerProcess) -> None:
+def test_server_survives_its_parse_process_being_killed(server: ServerProcess) -> None:
     server.send_udp(json.dumps(point("BEFORE", 0)).encode())
     wait_for(lambda: server.health()["accepted"].get("udp") == 1, 5 * UNIT_S, "first point")
-    os.kill(_udp_child_pid(server.proc.pid), signal.SIGKILL)  # type: ignore[union-attr]
+    os.kill(_parse_child_pid(server.proc.pid), signal.SIGKILL)  # type: ignore[union-attr]
     server.send_udp(*(json.dumps(point("AFTER", i)).encode() for i in range(50)))
     health = wait_for(
         lambda: (h := server.health())["accepted"].get("udp") == 51 and h, 10 * UNIT_S, "restart"

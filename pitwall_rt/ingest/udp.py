@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
+from .parse_worker import JSON_START
 from .pipeline import Ingestor
-from .udp_child import JSON_START
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,10 @@ from aiohttp import web
 
 from ..config import Settings
 from ..history import history_query, read_history
+from ..ingest.parse_process import ParserUnavailable
+from ..ingest.pipeline import Ingestor, IngestResult
 from ..ingest.udp import kernel_drops
-from ..payload import Decoded, decode_into
+from ..payload import BodyError, decode_body
 from ..points import rows_to_points
 from ..recording import list_sessions
 from .keys import (
@@ -25,6 +27,7 @@ from .keys import (
     HUB,
     INGESTOR,
     LOOP_STATS,
+    PARSER,
     RECORDER,
     RING,
     S3,
@@ -175,24 +178,30 @@ async def ingest(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = await request.read()
-    decoded = Decoded()
-    if request.content_type in NDJSON_TYPES:
-        decode_into(body, decoded)
-        if decoded.failed and not decoded.values:
-            raise web.HTTPBadRequest(text=f"body is not NDJSON: {decoded.first_errors[0]}")
-    else:
-        try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise web.HTTPBadRequest(text=f"body is not JSON: {exc}") from None
-        decoded.values = value if type(value) is list else [value]
-        decoded.empty = int(value == [])
-    ingestor = request.app[INGESTOR]
-    ingestor.stats.payloads["http"] += 1
-    result = ingestor.ingest_decoded(decoded, "http")
+    ndjson = request.content_type in NDJSON_TYPES
+    parser = request.app.get(PARSER)
+    try:
+        if parser is not None:
+            result = await parser.ingest_http(body, ndjson)
+        else:
+            result = _ingest_here(request.app[INGESTOR], body, ndjson)
+    except BodyError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    except ParserUnavailable:
+        raise web.HTTPServiceUnavailable(
+            text="the parse process restarted before storing this body; send it again",
+            headers={"Retry-After": "1"},
+        ) from None
     return _json(
         {"accepted": result.accepted, "rejected": result.rejected, "errors": result.errors}
     )
+
+
+def _ingest_here(ingestor: Ingestor, body: bytes, ndjson: bool) -> IngestResult:
+    """Parse and store a body in the loop (``INGEST_PARSER=loop``)."""
+    decoded = decode_body(body, ndjson)
+    ingestor.stats.payloads["http"] += 1
+    return ingestor.ingest_decoded(decoded, "http")
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -20,10 +20,10 @@ from ..broadcast.hub import Hub
 from ..compute.runner import ComputeRunner
 from ..config import ConfigError, Settings
 from ..ingest.f1_source import F1Ingest
+from ..ingest.parse_process import ParseProcess
 from ..ingest.pipeline import Ingestor
 from ..ingest.s3 import S3Poller
 from ..ingest.udp import UdpReceiver, UdpSource, make_socket
-from ..ingest.udp_process import UdpProcessReceiver
 from ..loopwatch import LoopStats, watch_loop
 from ..recording import FLUSH_INTERVAL_S, Recorder
 from ..ring import RingBuffer
@@ -38,6 +38,7 @@ from .keys import (
     HUB,
     INGESTOR,
     LOOP_STATS,
+    PARSER,
     RECORDER,
     RING,
     S3,
@@ -132,14 +133,16 @@ async def recording_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def udp_context(app: web.Application) -> AsyncIterator[None]:
-    """Bind the UDP port and start receiving, in a child process or in the
-    loop (``UDP_RECEIVER``); on the way out stop and store what is pending."""
+    """Bind the UDP port and start receiving, in the parse process (which
+    also parses HTTP bodies) or in the loop (``INGEST_PARSER``); on the way
+    out stop and store what is pending."""
     settings = app[SETTINGS]
     sock = make_socket(settings.HOST, settings.UDP_PORT, settings.UDP_RCVBUF)
     receiver: UdpSource
-    if settings.UDP_RECEIVER == "process":
-        receiver = UdpProcessReceiver(sock, app[INGESTOR], binary_handler=app[F1])
-        await receiver.start()
+    if settings.INGEST_PARSER == "process":
+        parser = ParseProcess(sock, app[INGESTOR], binary_handler=app[F1])
+        await parser.start()
+        app[PARSER] = receiver = parser
     else:
         loop = asyncio.get_running_loop()
         _transport, receiver = await loop.create_datagram_endpoint(

@@ -14,6 +14,7 @@ from ..broadcast.hub import Hub
 from ..compute.runner import ComputeRunner
 from ..config import Settings
 from ..ingest.f1_source import F1Ingest
+from ..ingest.parse_process import ParseProcess
 from ..ingest.pipeline import Ingestor
 from ..ingest.s3 import S3Poller
 from ..ingest.udp import UdpSource
@@ -31,6 +32,7 @@ HUB = web.AppKey("hub", Hub)
 F1 = web.AppKey("f1", F1Ingest)
 UDP = web.AppKey("udp", UdpSource)
 UDP_SOCKET = web.AppKey("udp_socket", socket.socket)
+PARSER = web.AppKey("parser", ParseProcess)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 COMPUTE = web.AppKey("compute", ComputeRunner)
 TRACKS = web.AppKey("tracks", dict[str, Track])

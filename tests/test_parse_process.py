@@ -1,4 +1,4 @@
-"""pitwall_rt.ingest.udp_child / udp_process: UDP received and validated in a child.
+"""pitwall_rt.ingest.parse_worker / parse_process: UDP and HTTP parsed in a child.
 
 The pure parts (one flush -> a batch; local ids -> the server's ids) are
 tested directly; the process itself with a real UDP socket on 127.0.0.1, a
@@ -19,9 +19,18 @@ from typing import Any
 import numpy as np
 import orjson
 
+from pitwall_rt.ingest.parse_process import IdMap, ParseProcess, ParserUnavailable, remap
+from pitwall_rt.ingest.parse_worker import (
+    HttpRequest,
+    Interner,
+    Parsed,
+    WorkerLimits,
+    parse_datagrams,
+    parse_http,
+    run_worker,
+)
 from pitwall_rt.ingest.pipeline import Ingestor
-from pitwall_rt.ingest.udp_child import ChildBatch, _NameLog, build_batch, run_receiver
-from pitwall_rt.ingest.udp_process import IdMap, UdpProcessReceiver, remap
+from pitwall_rt.payload import BodyError
 from pitwall_rt.ring import RingBuffer
 from pitwall_rt.schema import StringTable, empty_rows
 from pitwall_rt.stats import IngestStats
@@ -43,9 +52,8 @@ def dumps(value: Any) -> bytes:
 # -- one flush in the child -------------------------------------------------------
 
 
-def test_build_batch_validates_json_and_passes_binary_through_untouched() -> None:
-    tables = make_tables()
-    logs = (_NameLog(tables.chassis), _NameLog(tables.track))
+def test_parse_datagrams_validates_json_and_passes_binary_through_untouched() -> None:
+    interner = Interner(64, 16)
     binary = b"\xe8\x07" + b"\x00" * 40
     datagrams = [
         dumps(pt("A", 0)),
@@ -55,36 +63,48 @@ def test_build_batch_validates_json_and_passes_binary_through_untouched() -> Non
         dumps(pt("A", 3, speed_kmh="fast")),
         b"[]",
     ]
-    batch = build_batch(datagrams, tables, logs)
-    assert batch.rows["lapdist_m"].tolist() == [0.0, 1.0, 2.0]
+    batch = parse_datagrams(datagrams, interner)
+    parsed = batch.parsed
+    assert parsed.rows["lapdist_m"].tolist() == [0.0, 1.0, 2.0]
     assert batch.binary == [binary]
-    assert batch.reasons == {"bad_json": 1, "bad_type:speed_kmh": 1}
-    assert (batch.datagrams, batch.json_payloads, batch.empty_payloads) == (6, 5, 1)
+    assert parsed.reasons == {"bad_json": 1, "bad_type:speed_kmh": 1} and parsed.rejected == 2
+    assert len(parsed.first_errors) == 2
+    assert (batch.datagrams, batch.json_payloads, parsed.empty_payloads) == (6, 5, 1)
     assert batch.size_bytes == sum(map(len, datagrams))
-    assert batch.new_chassis == ["A", "B"] and batch.new_tracks == ["barber"]
+    assert parsed.new_chassis == ["A", "B"] and parsed.new_tracks == ["barber"]
 
 
-def test_build_batch_reports_each_new_name_once() -> None:
-    tables = make_tables()
-    logs = (_NameLog(tables.chassis), _NameLog(tables.track))
-    first = build_batch([dumps(pt("A", 0))], tables, logs)
-    second = build_batch([dumps(pt("A", 1)), dumps(pt("C", 2))], tables, logs)
+def test_parse_datagrams_reports_each_new_name_once() -> None:
+    interner = Interner(64, 16)
+    first = parse_datagrams([dumps(pt("A", 0))], interner).parsed
+    second = parse_datagrams([dumps(pt("A", 1)), dumps(pt("C", 2))], interner).parsed
     assert first.new_chassis == ["A"] and second.new_chassis == ["C"]
     assert second.new_tracks == []
     assert second.rows["chassis"].tolist() == [0, 1]
 
 
-def test_build_batch_of_only_garbage_has_no_rows_and_counts_it() -> None:
-    tables = make_tables()
-    batch = build_batch([b"[1,", b"{"], tables, (_NameLog(tables.chassis), _NameLog(tables.track)))
-    assert len(batch.rows) == 0 and batch.reasons == {"bad_json": 2}
+def test_parse_datagrams_of_only_garbage_has_no_rows_and_counts_it() -> None:
+    parsed = parse_datagrams([b"[1,", b"{"], Interner(64, 16)).parsed
+    assert len(parsed.rows) == 0 and parsed.reasons == {"bad_json": 2}
+
+
+def test_parse_http_refuses_an_unreadable_body_and_keeps_good_ndjson_lines() -> None:
+    interner = Interner(64, 16)
+    bad = parse_http(HttpRequest(1, b"{nope", ndjson=False), interner)
+    assert bad.ident == 1 and bad.parsed is None and bad.error is not None
+    assert bad.error.startswith("body is not JSON")
+    lines = dumps(pt("A", 0)) + b"\n{oops\n" + dumps(pt("A", 1))
+    good = parse_http(HttpRequest(2, lines, ndjson=True), interner)
+    assert good.parsed is not None and good.parsed.rows["lapdist_m"].tolist() == [0.0, 1.0]
+    assert good.parsed.reasons == {"bad_json": 1}
+    assert good.parsed.first_errors[0].startswith("line 2")
 
 
 # -- local ids -> the server's ids ---------------------------------------------------
 
 
-def _batch(rows: np.ndarray, chassis: list[str], tracks: list[str]) -> ChildBatch:
-    return ChildBatch(rows, chassis, tracks, len(rows), 0, len(rows), 0)
+def _parsed(rows: np.ndarray, chassis: list[str], tracks: list[str]) -> Parsed:
+    return Parsed(rows, chassis, tracks)
 
 
 def test_remap_translates_child_ids_to_the_servers_tables() -> None:
@@ -95,14 +115,14 @@ def test_remap_translates_child_ids_to_the_servers_tables() -> None:
     rows = empty_rows(3)
     rows["chassis"] = [0, 1, 0]
     rows["track"] = [1, 0, 1]
-    out, no_chassis, no_track = remap(_batch(rows, ["A", "B"], ["barber"]), chassis, track)
+    out, dropped = remap(_parsed(rows, ["A", "B"], ["barber"]), chassis, track)
     names = [server.chassis.name(i) for i in out["chassis"]]
-    assert names == ["A", "B", "A"] and (no_chassis, no_track) == (0, 0)
+    assert names == ["A", "B", "A"] and dropped == {}
     assert [server.track.name(i) for i in out["track"]] == ["barber", "", "barber"]
     later = empty_rows(1)
     later["chassis"] = [1]
     later["track"] = [0]
-    out, _, _ = remap(_batch(later, [], []), chassis, track)
+    out, _ = remap(_parsed(later, [], []), chassis, track)
     assert server.chassis.name(int(out["chassis"][0])) == "B"
 
 
@@ -114,9 +134,9 @@ def test_remap_drops_and_counts_points_whose_name_the_full_table_cannot_take() -
     rows["chassis"] = [0, 1, 2, 1]
     rows["track"] = 0
     rows["lapdist_m"] = [0.0, 1.0, 2.0, 3.0]
-    out, no_chassis, no_track = remap(_batch(rows, ["A", "B", "X"], []), chassis, track)
+    out, dropped = remap(_parsed(rows, ["A", "B", "X"], []), chassis, track)
     assert out["lapdist_m"].tolist() == [0.0, 2.0]  # "A" took the last slot; "B" has none
-    assert (no_chassis, no_track) == (2, 0)
+    assert dropped == {"table_full:chassis": 2}
     assert [server.chassis.name(i) for i in out["chassis"]] == ["A", "X"]
 
 
@@ -138,9 +158,7 @@ async def _until(predicate: Callable[[], bool], what: str, timeout_s: float = 10
 
 
 def _with_receiver(
-    scenario: Callable[
-        [UdpProcessReceiver, Ingestor, socket.socket, list[list[bytes]]], Awaitable[None]
-    ],
+    scenario: Callable[[ParseProcess, Ingestor, socket.socket, list[list[bytes]]], Awaitable[None]],
     max_chassis: int = 64,
 ) -> None:
     async def main() -> None:
@@ -149,7 +167,7 @@ def _with_receiver(
             RingBuffer(100_000), make_tables(max_chassis=max_chassis), IngestStats()
         )
         binaries: list[list[bytes]] = []
-        receiver = UdpProcessReceiver(sock, ingestor, binary_handler=binaries.append)
+        receiver = ParseProcess(sock, ingestor, binary_handler=binaries.append)
         await receiver.start()
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sender.connect(sock.getsockname())
@@ -173,7 +191,7 @@ def test_process_receiver_stores_points_counts_garbage_and_forwards_f1_packets()
     f1 = next(F1_DATA.glob("*_id06_*.bin")).read_bytes()
 
     async def scenario(
-        receiver: UdpProcessReceiver, ingestor: Ingestor, sender: socket.socket, binaries: Any
+        receiver: ParseProcess, ingestor: Ingestor, sender: socket.socket, binaries: Any
     ) -> None:
         for i in range(500):
             sender.send(dumps(pt("GOOD", i)))
@@ -192,7 +210,7 @@ def test_process_receiver_stores_points_counts_garbage_and_forwards_f1_packets()
 
 def test_process_receiver_restarts_a_killed_child_and_loses_nothing_queued() -> None:
     async def scenario(
-        receiver: UdpProcessReceiver, ingestor: Ingestor, sender: socket.socket, _b: Any
+        receiver: ParseProcess, ingestor: Ingestor, sender: socket.socket, _b: Any
     ) -> None:
         sender.send(dumps(pt("A", 0)))
         await _until(lambda: ingestor.stats.accepted["udp"] == 1, "first point")
@@ -214,7 +232,7 @@ def test_process_receiver_close_stores_everything_sent_before_it() -> None:
     async def main() -> tuple[int, list[float]]:
         sock = _udp_socket()
         ingestor = Ingestor(RingBuffer(10_000), make_tables(), IngestStats())
-        receiver = UdpProcessReceiver(sock, ingestor)
+        receiver = ParseProcess(sock, ingestor)
         await receiver.start()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
             for i in range(3000):
@@ -232,7 +250,7 @@ def test_process_receiver_close_stores_everything_sent_before_it() -> None:
 
 def test_process_receiver_rejects_new_names_once_the_servers_table_is_full() -> None:
     async def scenario(
-        receiver: UdpProcessReceiver, ingestor: Ingestor, sender: socket.socket, _b: Any
+        receiver: ParseProcess, ingestor: Ingestor, sender: socket.socket, _b: Any
     ) -> None:
         for i in range(5):
             sender.send(dumps(pt(f"CAR-{i}", i)))
@@ -246,12 +264,10 @@ def test_process_receiver_rejects_new_names_once_the_servers_table_is_full() -> 
 def test_child_exits_when_the_parent_end_closes() -> None:
     import multiprocessing as mp
 
-    from pitwall_rt.ingest.udp_child import ReceiverLimits
-
     sock = _udp_socket()
     ours, theirs = socket.socketpair()
     proc = mp.get_context("spawn").Process(
-        target=run_receiver, args=(sock, theirs, ReceiverLimits()), daemon=True
+        target=run_worker, args=(sock, theirs, WorkerLimits()), daemon=True
     )
     proc.start()
     theirs.close()
@@ -266,3 +282,51 @@ def test_idmap_reserved_ids_map_to_themselves() -> None:
     ids = IdMap(table, reserved=1)
     ids.learn(["x"])
     assert ids(np.array([0, 1])).tolist() == [0, 1] and table.name(1) == "x"
+
+
+def test_http_bodies_are_parsed_in_the_child_and_share_names_with_udp() -> None:
+    async def scenario(
+        parser: ParseProcess, ingestor: Ingestor, sender: socket.socket, _b: Any
+    ) -> None:
+        sender.send(dumps(pt("SHARED", 0)))
+        await _until(lambda: ingestor.stats.accepted["udp"] == 1, "udp point")
+        result = await parser.ingest_http(
+            dumps([pt("SHARED", 1), pt("HTTP-ONLY", 2), pt("X", 3, lap=-1)]), ndjson=False
+        )
+        assert (result.accepted, result.rejected) == (2, 1)
+        assert "lap" in result.errors[0]
+        assert _points(ingestor, "SHARED") == [0.0, 1.0] and _points(ingestor, "HTTP-ONLY") == [2.0]
+        assert ingestor.stats.reasons[("http", "out_of_range:lap")] == 1
+        assert ingestor.stats.payloads["http"] == 1
+        try:
+            await parser.ingest_http(b"[1, 2", ndjson=False)
+        except BodyError as exc:
+            assert str(exc).startswith("body is not JSON")
+        else:
+            raise AssertionError("an unreadable body was accepted")
+        assert ingestor.stats.payloads["http"] == 1  # refused bodies are not payloads
+
+    _with_receiver(scenario)
+
+
+def test_http_request_held_by_a_dying_child_is_refused_and_the_next_one_works() -> None:
+    big = dumps([pt("BIG", i) for i in range(300_000)])
+
+    async def scenario(
+        parser: ParseProcess, ingestor: Ingestor, sender: socket.socket, _b: Any
+    ) -> None:
+        pending = asyncio.create_task(parser.ingest_http(big, ndjson=False))
+        await asyncio.sleep(0.05)
+        assert parser._proc is not None and parser._proc.pid is not None
+        os.kill(parser._proc.pid, signal.SIGKILL)
+        try:
+            await pending
+        except ParserUnavailable:
+            pass
+        else:
+            raise AssertionError("a body the dead child held was reported stored")
+        await _until(lambda: parser.stats.receiver_restarts == 1, "restart")
+        result = await parser.ingest_http(dumps(pt("AFTER", 1)), ndjson=False)
+        assert result.accepted == 1 and _points(ingestor, "AFTER") == [1.0]
+
+    _with_receiver(scenario)

@@ -1,0 +1,255 @@
+"""The parse process: receives UDP, decodes and validates UDP and HTTP payloads.
+
+JSON decoding and validation cost about 2 µs a point; in the event loop that
+is time the loop can't broadcast, merge compute or drain the UDP socket. At
+200k datagrams/s a 4 MiB receive buffer covers about 20 ms, so loop pauses
+alone lost datagrams, and an 8 MB HTTP body held the loop for ~80 ms. This
+process owns the UDP socket's reading and all payload parsing: it batches
+the datagrams that arrive within ``flush_delay_s``, takes HTTP bodies the
+loop forwards, and hands back validated rows, so the loop only stores them.
+
+Names are interned into tables local to this process; each message carries
+the names first seen since the previous one, so the parent can map local ids
+to its own (see ``parse_process``). Both directions of the socket pair carry
+frames: a 4-byte big-endian length and a pickle.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..payload import BodyError, Decoded, decode_body, decode_payloads
+from ..schema import StringTable, empty_rows
+from ..validate import Tables, validate_points
+
+# First bytes of a JSON payload; anything else (an F1 packet starts with its
+# little-endian packet format, 0xE8 0x07 for 2024) is binary.
+JSON_START = frozenset([b"{", b"[", b" ", b"\t", b"\r", b"\n", b""])
+
+FRAME_HEADER = struct.Struct("!I")
+IDLE_CHECK_S = 0.5
+MAX_DATAGRAM = 65536
+MAX_ERRORS = 5
+
+
+@dataclass
+class Parsed:
+    """Validated rows and everything the parent must count about them."""
+
+    rows: np.ndarray
+    new_chassis: list[str]
+    new_tracks: list[str]
+    reasons: dict[str, int] = field(default_factory=dict)
+    first_errors: list[str] = field(default_factory=list)
+    empty_payloads: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.reasons.values())
+
+
+@dataclass
+class UdpBatch:
+    """One flush of datagrams."""
+
+    parsed: Parsed
+    datagrams: int
+    size_bytes: int
+    json_payloads: int
+    binary: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class HttpRequest:
+    """A body the loop forwards; ``ident`` pairs it with its reply."""
+
+    ident: int
+    body: bytes
+    ndjson: bool
+
+
+@dataclass
+class HttpReply:
+    """The parsed body, or ``error`` (the 400 message) when it was unreadable."""
+
+    ident: int
+    parsed: Parsed | None
+    error: str | None = None
+
+
+@dataclass
+class Stop:
+    """Store what is pending and exit."""
+
+
+@dataclass
+class WorkerLimits:
+    """How a UDP flush is bounded (as in the in-loop receiver) and the table sizes."""
+
+    flush_delay_s: float = 0.002
+    max_pending: int = 2048
+    max_pending_bytes: int = 1 << 20
+    max_chassis: int = 1024
+    max_tracks: int = 256
+
+
+class Interner:
+    """Local name tables, and which of their names the parent hasn't seen."""
+
+    def __init__(self, max_chassis: int, max_tracks: int) -> None:
+        self.tables = Tables(
+            chassis=StringTable(max_chassis), track=StringTable(max_tracks, reserved=("",))
+        )
+        self._sent = (len(self.tables.chassis), len(self.tables.track))
+
+    def fresh(self) -> tuple[list[str], list[str]]:
+        chassis, track = self.tables.chassis, self.tables.track
+        names = (
+            [chassis.name(i) for i in range(self._sent[0], len(chassis))],
+            [track.name(i) for i in range(self._sent[1], len(track))],
+        )
+        self._sent = (len(chassis), len(track))
+        return names
+
+
+def parse_decoded(decoded: Decoded, interner: Interner) -> Parsed:
+    """Validate decoded values into rows. Pure apart from interning."""
+    reasons = dict(decoded.errors)
+    errors = list(decoded.first_errors)
+    rows = empty_rows(0)
+    if decoded.values:
+        checked = validate_points(decoded.values, interner.tables, time.time())
+        rows = checked.rows
+        for reason, count in checked.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        errors += checked.first_errors
+    chassis, tracks = interner.fresh()
+    return Parsed(rows, chassis, tracks, reasons, errors[:MAX_ERRORS], decoded.empty)
+
+
+def parse_datagrams(datagrams: list[bytes], interner: Interner) -> UdpBatch:
+    """One flush: JSON datagrams validated, binary ones passed through."""
+    json_payloads = [d for d in datagrams if d[:1] in JSON_START]
+    binary = []
+    if len(json_payloads) < len(datagrams):
+        binary = [d for d in datagrams if d[:1] not in JSON_START]
+    return UdpBatch(
+        parsed=parse_decoded(decode_payloads(json_payloads), interner),
+        datagrams=len(datagrams),
+        size_bytes=sum(map(len, datagrams)),
+        json_payloads=len(json_payloads),
+        binary=binary,
+    )
+
+
+def parse_http(request: HttpRequest, interner: Interner) -> HttpReply:
+    try:
+        decoded = decode_body(request.body, request.ndjson)
+    except BodyError as exc:
+        return HttpReply(request.ident, None, str(exc))
+    return HttpReply(request.ident, parse_decoded(decoded, interner))
+
+
+def run_worker(sock: socket.socket, conn: socket.socket, limits: WorkerLimits) -> None:
+    """Process entry point: work until the parent says stop or goes away."""
+    interner = Interner(limits.max_chassis, limits.max_tracks)
+    parent = os.getppid()
+    sock.setblocking(False)
+    conn.setblocking(True)
+    recv = sock.recv
+    pending: list[bytes] = []
+    pending_bytes = 0
+    deadline = 0.0
+    stopping = False
+    sock_fd, conn_fd = sock.fileno(), conn.fileno()
+    watched = [sock_fd, conn_fd]
+    while not stopping:
+        timeout = max(0.0, deadline - time.monotonic()) if pending else IDLE_CHECK_S
+        readable, _, _ = select.select(watched, [], [], timeout)
+        if conn_fd in readable:
+            message = read_frame(conn)
+            if isinstance(message, HttpRequest):
+                if not send_frame(conn, parse_http(message, interner)):
+                    return
+            else:  # Stop, or the parent closed its end
+                stopping = True
+        if sock_fd in readable:
+            if not pending:
+                deadline = time.monotonic() + limits.flush_delay_s
+            while len(pending) < limits.max_pending and pending_bytes < limits.max_pending_bytes:
+                try:
+                    data = recv(MAX_DATAGRAM)
+                except OSError:  # EAGAIN, or an ICMP error reported once
+                    break
+                pending.append(data)
+                pending_bytes += len(data)
+        full = len(pending) >= limits.max_pending or pending_bytes >= limits.max_pending_bytes
+        if pending and (stopping or full or time.monotonic() >= deadline):
+            if not send_frame(conn, parse_datagrams(pending, interner)):
+                return
+            pending, pending_bytes = [], 0
+        elif not pending and not readable and os.getppid() != parent:
+            return
+    # Whatever the kernel still holds was sent before the stop: take it too.
+    while batch := _drain(recv, limits):
+        if not send_frame(conn, parse_datagrams(batch, interner)):
+            return
+    conn.close()
+
+
+def _drain(recv: Callable[[int], bytes], limits: WorkerLimits) -> list[bytes]:
+    out: list[bytes] = []
+    while len(out) < limits.max_pending:
+        try:
+            out.append(recv(MAX_DATAGRAM))
+        except OSError:
+            break
+    return out
+
+
+def frame(message: object) -> bytes:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME_HEADER.pack(len(payload)) + payload
+
+
+def send_frame(conn: socket.socket, message: object) -> bool:
+    """False when the parent is gone."""
+    try:
+        conn.sendall(frame(message))
+    except OSError:
+        return False
+    return True
+
+
+def read_frame(conn: socket.socket) -> Any:
+    """The next message from the parent, or a Stop when its end is closed."""
+    header = _read_exactly(conn, FRAME_HEADER.size)
+    if header is None:
+        return Stop()
+    body = _read_exactly(conn, FRAME_HEADER.unpack(header)[0])
+    return Stop() if body is None else pickle.loads(body)
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        try:
+            n = conn.recv_into(view[got:])
+        except OSError:
+            return None
+        if n == 0:
+            return None
+        got += n
+    return buffer
