@@ -17,11 +17,21 @@ Ordering and loss rules:
   once (``compute_batch`` is pure, so a retry is safe); a second failure
   drops the batch, counted in ``batches_failed``.
 
-The pool job is :func:`pitwall_rt.model.infer.run_tick`: ``compute_batch``
-plus, for the cars that completed a lap or sector, tire-wear inference,
-explanations, the driver fingerprint and the pit window, in the same round
-trip. Each worker loads the ONNX model once, in the pool's initializer.
-Coaching alerts go out on the hub's ``alerts`` channel as they fire.
+The tick's pool job is :func:`.job.tick_job`: ``compute_batch`` plus, for
+the cars that completed a lap or sector, tire-wear inference, explanations
+and the driver fingerprint, in one round trip, with each car's state
+travelling as an opaque carry the loop never unpickles. Each worker loads the
+ONNX model once, in the pool's initializer. Coaching alerts go out on the
+hub's ``alerts`` channel as they fire.
+
+The pit-window Monte Carlo costs more than the rest of a tick, so it is a
+pool job of its own (:func:`pitwall_rt.strategy.live_pit_windows`) that runs
+beside the ticks: a car's ``pit_window`` reaches its insight when the job
+ends (an ``insight_update`` of its own, usually within the next tick).
+At most one such job is in flight; cars that finish laps meanwhile wait in
+one pending set, a car's newer lap replacing its older one. A dead worker
+rebuilds the pool (once, whichever job saw it first) and the job is retried
+once, as a batch is (``pit_jobs_retried``, ``pit_jobs_failed``).
 
 This module is the only one in ``compute`` that knows about asyncio and
 processes; the rest is pure numpy.
@@ -48,12 +58,13 @@ import numpy as np
 from .. import fingerprint
 from ..model import infer
 from ..ring import RingBuffer
+from ..strategy import RaceState, live_pit_windows
 from ..ticker import run_every
 from ..tracks import Track, resolve_track
 from ..validate import Tables
 from . import worker
 from .batch import track_table
-from .laps import ChassisState
+from .job import Carry, TickOutput, tick_job, warm
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +74,8 @@ ALERTS_PER_CAR = 5
 """Latest coaching alerts carried in each car's insight."""
 ALERTS_KEPT = 500
 """Latest coaching alerts kept in memory, all cars."""
+TIMINGS_KEPT = 1024
+"""Latest job times the p50/p99 figures in health are taken over."""
 
 Publish = Callable[[dict[str, Any]], None]
 
@@ -86,11 +99,42 @@ class ComputeStats:
     coaching_alerts: int = 0
     infer_max_ms: float = 0.0
     strategy_max_ms: float = 0.0
+    pool_p50_ms: float = 0.0
+    pool_p99_ms: float = 0.0
+    job_max_ms: float = 0.0
+    pit_jobs: int = 0
+    pit_windows: int = 0
+    pit_jobs_retried: int = 0
+    pit_jobs_failed: int = 0
+    pit_last_ms: float = 0.0
+    pit_p50_ms: float = 0.0
+    pit_max_ms: float = 0.0
 
 
-def _warm() -> int:
-    """Imported in each worker at start so the first real batch pays no import."""
-    return 0
+class Timings:
+    """The latest job times (ms), bounded, for the p50/p99 figures in health."""
+
+    def __init__(self, kept: int = TIMINGS_KEPT) -> None:
+        self._ms = np.zeros(kept)
+        self._n = 0
+
+    def add(self, ms: float) -> None:
+        self._ms[self._n % len(self._ms)] = ms
+        self._n += 1
+
+    def percentile(self, q: float) -> float:
+        if self._n == 0:
+            return 0.0
+        return float(np.percentile(self._ms[: min(self._n, len(self._ms))], q))
+
+
+@dataclass
+class _Outcome:
+    """What a pool call came to: its value when ``ok``; whether it was retried."""
+
+    value: Any = None
+    ok: bool = False
+    retried: bool = False
 
 
 class ComputeRunner:
@@ -114,8 +158,8 @@ class ComputeRunner:
         self.publish_alert = publish_alert
         self.intel_options = intel_options or infer.IntelOptions()
         self.cursor = ring.written
-        self.states: dict[int, ChassisState] = {}
-        self.intel: dict[int, infer.CarIntel] = {}
+        self.carries: dict[int, Carry] = {}
+        self.track_ids: dict[int, int] = {}
         self.intel_view: dict[int, dict[str, Any]] = {}
         self.insights: dict[int, dict[str, Any]] = {}
         self.laps: dict[int, deque[dict[str, Any]]] = {}
@@ -125,6 +169,12 @@ class ComputeRunner:
         self._queued: list[np.ndarray] = []
         self._queued_rows = 0
         self._inflight: asyncio.Task[None] | None = None
+        self.pit_job: Callable[..., dict[int, dict[str, Any]]] = live_pit_windows
+        """The pit-window pool job (a test may put a slower one here)."""
+        self._pit_pending: dict[int, RaceState] = {}
+        self._pit_task: asyncio.Task[None] | None = None
+        self._pool_ms = Timings()
+        self._pit_ms = Timings()
         self._track_of_id: dict[int, Track | None] = {}
         self.pool = self._new_pool()
 
@@ -132,7 +182,7 @@ class ComputeRunner:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["pitwall_rt.model.infer", "onnxruntime"])
+        context.set_forkserver_preload(["pitwall_rt.compute.job", "onnxruntime"])
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,
@@ -143,14 +193,15 @@ class ComputeRunner:
     async def start(self) -> None:
         """Start the workers now rather than on the first batch."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.workers)))
+        await asyncio.gather(*(loop.run_in_executor(self.pool, warm) for _ in range(self.workers)))
 
     async def close(self, timeout_s: float = 1.0) -> None:
         """Stop the pool and wait for its workers (briefly): leaving them to
         the interpreter's exit hook makes it write to a closed pipe."""
-        if self._inflight is not None:
-            self._inflight.cancel()
-            await asyncio.gather(self._inflight, return_exceptions=True)
+        for task in (self._inflight, self._pit_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         pids = self.worker_pids()
         try:
             await asyncio.wait_for(
@@ -201,41 +252,90 @@ class ComputeRunner:
 
     async def _compute(self, rows: np.ndarray) -> None:
         chassis_ids = np.unique(rows["chassis"]).tolist()
-        states = {c: self.states[c] for c in chassis_ids if c in self.states}
-        intel = {c: self.intel[c] for c in chassis_ids if c in self.intel}
+        carries = {c: self.carries[c] for c in chassis_ids if c in self.carries}
         tracks = self._track_table(np.unique(rows["track"]).tolist())
         started = time.perf_counter()
-        result = await self._submit(rows, tracks, states, intel)
+        outcome = await self._in_pool(tick_job, rows, tracks, carries, self.intel_options)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         self.stats.last_ms = elapsed_ms
         self.stats.max_ms = max(self.stats.max_ms, elapsed_ms)
-        if result is not None:
-            self._merge(result)
+        self._pool_ms.add(elapsed_ms)
+        self.stats.pool_p50_ms = self._pool_ms.percentile(50)
+        self.stats.pool_p99_ms = self._pool_ms.percentile(99)
+        if outcome.retried:
+            self.stats.batches_retried += 1
+        if not outcome.ok:
+            log.error("compute batch of %d rows dropped", len(rows))
+            self.stats.batches_failed += 1
+            return
+        self._merge(outcome.value)
 
-    async def _submit(
-        self,
-        rows: np.ndarray,
-        tracks: dict[int, tuple[float, np.ndarray]],
-        states: dict[int, ChassisState],
-        intel: dict[int, infer.CarIntel],
-    ) -> infer.TickResult | None:
+    async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> _Outcome:
+        """Run ``fn(*args)`` in the pool. A dead worker breaks the pool: rebuild it
+        and retry once (every job is pure). Any other error fails the call."""
         loop = asyncio.get_running_loop()
-        job = (rows, tracks, states, intel, self.intel_options)
+        outcome = _Outcome()
         for attempt in (1, 2):
+            pool = self.pool
             try:
-                return await loop.run_in_executor(self.pool, infer.run_tick, *job)
+                outcome.value = await loop.run_in_executor(pool, fn, *args)
+                outcome.ok = True
+                return outcome
             except BrokenProcessPool:
-                log.warning("compute worker died (attempt %d); rebuilding the pool", attempt)
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = self._new_pool()
-                self.stats.pool_restarts += 1
-                if attempt == 1:
-                    self.stats.batches_retried += 1
+                log.warning("compute worker died (attempt %d of %s)", attempt, fn.__name__)
+                self._rebuild(pool)
+                outcome.retried = True
             except Exception:
-                log.exception("compute batch of %d rows failed", len(rows))
+                log.exception("pool job %s failed", fn.__name__)
                 break
-        self.stats.batches_failed += 1
-        return None
+        return outcome
+
+    def _rebuild(self, broken: ProcessPoolExecutor) -> None:
+        """Replace ``broken`` with a new pool, unless another job already did."""
+        if broken is not self.pool:
+            return
+        broken.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+        self.stats.pool_restarts += 1
+
+    # -- pit windows ----------------------------------------------------------------
+
+    def _plan_pits(self, races: dict[int, RaceState]) -> None:
+        """Queue pit windows; start the job unless one is in flight (it takes these next)."""
+        self._pit_pending.update(races)
+        if self._pit_pending and (self._pit_task is None or self._pit_task.done()):
+            self._pit_task = asyncio.get_running_loop().create_task(self._pit_jobs())
+
+    async def _pit_jobs(self) -> None:
+        while self._pit_pending:
+            races, self._pit_pending = self._pit_pending, {}
+            started = time.perf_counter()
+            outcome = await self._in_pool(self.pit_job, races, self.intel_options)
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            self.stats.pit_jobs += 1
+            self.stats.pit_last_ms = elapsed_ms
+            self.stats.pit_max_ms = max(self.stats.pit_max_ms, elapsed_ms)
+            self._pit_ms.add(elapsed_ms)
+            self.stats.pit_p50_ms = self._pit_ms.percentile(50)
+            if outcome.retried:
+                self.stats.pit_jobs_retried += 1
+            if not outcome.ok:
+                self.stats.pit_jobs_failed += 1  # the car's next lap plans again
+                continue
+            self._merge_pits(outcome.value)
+
+    def _merge_pits(self, windows: dict[int, dict[str, Any]]) -> None:
+        """Put each car's new pit window in its insight and publish those insights."""
+        changed = []
+        for cid, window in windows.items():
+            self.intel_view.setdefault(cid, {})["pit_window"] = window
+            if cid in self.insights:  # a new dict: the published one stays as it was sent
+                self.insights[cid] = {**self.insights[cid], "pit_window": window}
+                changed.append(self.insights[cid])
+        self.stats.pit_windows += len(windows)
+        if changed:
+            self.stats.insights_sent += len(changed)
+            self.publish({"type": "insight_update", "insights": changed})
 
     def _track_table(self, track_ids: list[int]) -> dict[int, tuple[float, np.ndarray]]:
         known = {}
@@ -248,22 +348,21 @@ class ComputeRunner:
                 known[tid] = track
         return track_table(known)
 
-    def _merge(self, tick: infer.TickResult) -> None:
-        result = tick.batch
+    def _merge(self, tick: TickOutput) -> None:
         self.stats.batches += 1
-        self.stats.rows += result.rows
-        self.stats.late_rows += result.late
-        self.stats.duplicate_rows += result.duplicates
+        self.stats.rows += tick.rows
+        self.stats.late_rows += tick.late
+        self.stats.duplicate_rows += tick.duplicates
         self._count_intel(tick)
         changed = []
-        for cid, res in result.chassis.items():
-            self.states[cid] = res.state
-            self.intel[cid] = tick.intel[cid]
-            if res.laps:
-                kept = self.laps.setdefault(cid, deque(maxlen=MAX_LAPS_KEPT))
-                kept.extend(lap.to_dict() for lap in res.laps)
-            self.intel_view.setdefault(cid, {}).update(tick.pieces.get(cid, {}))
-            insight = self._decorate(cid, res.insight)
+        for cid, car in tick.cars.items():
+            self.carries[cid] = car.carry
+            self.track_ids[cid] = car.track_id
+            if car.laps:
+                self.laps.setdefault(cid, deque(maxlen=MAX_LAPS_KEPT)).extend(car.laps)
+            if car.intel:
+                self.intel_view.setdefault(cid, {}).update(car.intel)
+            insight = self._decorate(cid, car.insight)
             self.insights[cid] = insight
             changed.append(insight)
         for alert in tick.alerts:  # after the insights: names and sectors are known
@@ -271,14 +370,17 @@ class ComputeRunner:
         if changed:
             self.stats.insights_sent += len(changed)
             self.publish({"type": "insight_update", "insights": changed})
+        if tick.pit_races:
+            self._plan_pits(tick.pit_races)
 
-    def _count_intel(self, tick: infer.TickResult) -> None:
-        self.stats.windows += sum(len(r.windows) for r in tick.batch.chassis.values())
+    def _count_intel(self, tick: TickOutput) -> None:
+        self.stats.windows += sum(car.windows for car in tick.cars.values())
         self.stats.predictions += int(tick.stats.get("windows", 0))
         self.stats.infer_max_ms = max(self.stats.infer_max_ms, tick.stats.get("infer_ms", 0.0))
         self.stats.strategy_max_ms = max(
             self.stats.strategy_max_ms, tick.stats.get("strategy_ms", 0.0)
         )
+        self.stats.job_max_ms = max(self.stats.job_max_ms, tick.stats.get("job_ms", 0.0))
 
     def _alert(self, raw: dict[str, Any]) -> None:
         """Name a coaching alert, keep it, attach it to the car's insight, publish it."""
@@ -305,8 +407,7 @@ class ComputeRunner:
     def _decorate(self, cid: int, piece: dict[str, Any]) -> dict[str, Any]:
         """Add names the pool doesn't know (chassis, track, sector name) and the
         latest model prediction, pit window, explanations and coaching alerts."""
-        state = self.states[cid]
-        tid = getattr(state, "track_id", 0) or 0
+        tid = self.track_ids.get(cid, 0)
         track = self._track_of_id.get(tid)
         return {
             "chassis": self.tables.chassis.name(cid),
@@ -318,8 +419,8 @@ class ComputeRunner:
         }
 
     def _sector_name(self, cid: int, sector: int | None) -> str | None:
-        state = self.states.get(cid)
-        track = self._track_of_id.get(state.track_id) if state is not None else None
+        tid = self.track_ids.get(cid)
+        track = self._track_of_id.get(tid) if tid is not None else None
         if track is None or sector is None or not 0 <= sector < len(track.sector_names):
             return None
         return track.sector_names[sector]

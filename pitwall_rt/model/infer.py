@@ -7,8 +7,13 @@ process per core already) and checks that the file's feature list is
 submits each tick instead of bare ``compute_batch``: timing and aggregates,
 then, for every car that completed a lap or sector in the tick, wear
 prediction, explanations, the driver fingerprint, laps to the wear cliff and
-a pit-window Monte Carlo. All windows of all cars, and the occlusion rows
-that explain the laps, go through the model in one ``session.run``.
+the race state a pit window is planned from. All windows of all cars, and the
+occlusion rows that explain the laps, go through the model in one
+``session.run``. The pit-window Monte Carlo itself costs more than the rest
+of a tick together, so the server defers it (``IntelOptions.defer_pit_window``)
+to a pool job of its own (:func:`pitwall_rt.strategy.live_pit_windows`) that
+never holds up the tick's insights; called directly, :func:`run_tick` runs it
+inline.
 
 If the model cannot be loaded (onnxruntime missing, file damaged or of
 another feature list) the worker logs it once and the tick carries on
@@ -31,7 +36,7 @@ from .. import fingerprint
 from ..compute.batch import BatchResult, TrackTable, compute_batch
 from ..compute.laps import ChassisState
 from ..compute.physics import CORNERS
-from ..strategy import live_pit_window
+from ..strategy import RaceState, pit_race_state, pit_window
 from . import MODEL_NAME, MODEL_PATH, explain
 from .features import FEATURES, N_FEATURES, Window, WindowCarry
 
@@ -193,6 +198,8 @@ class IntelOptions:
     pit_loss_s: float = 30.0
     safety_car_prob: float = 0.03
     iterations: int = 2_000
+    defer_pit_window: bool = False
+    """Leave the Monte Carlo to the caller: :attr:`TickResult.pit_races` says what to plan."""
 
 
 @dataclass
@@ -213,6 +220,9 @@ class TickResult:
     pieces: dict[int, dict[str, Any]] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
+    pit_races: dict[int, RaceState] = field(default_factory=dict)
+    """Cars whose pit window is due (a full lap ended), with the race state to
+    plan it from; filled when ``IntelOptions.defer_pit_window`` is set."""
 
 
 def run_tick(
@@ -251,15 +261,25 @@ def run_tick(
                 piece["explanations"] = explain.sentences(reasons, versus)
         car.wear.apply(window, pred)
         piece["prediction"] = _prediction(model, car.wear, window, options)
+    _plan_pits(out, tracks, options)
+    return out
+
+
+def _plan_pits(out: TickResult, tracks: TrackTable, options: IntelOptions) -> None:
+    """Pit windows of the cars that just ended a full lap (that is when to re-plan):
+    computed here, or only their race states when the caller defers them."""
     started = time.perf_counter()
     for cid, piece in out.pieces.items():
-        if "explanations" not in piece:  # a full lap just ended: that is when to re-plan
+        if "explanations" not in piece:
             continue
-        pit = live_pit_window(cid, batch, tracks, piece["prediction"], options)
-        if pit is not None:
-            piece["pit_window"] = pit
+        race = pit_race_state(cid, out.batch, tracks, piece["prediction"], options)
+        if race is None:
+            continue
+        if options.defer_pit_window:
+            out.pit_races[cid] = race
+        else:
+            piece["pit_window"] = pit_window(cid, race, options)
     out.stats["strategy_ms"] = (time.perf_counter() - started) * 1000.0
-    return out
 
 
 def _infer(

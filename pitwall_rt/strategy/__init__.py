@@ -3,13 +3,18 @@
 :mod:`.montecarlo` compares pit strategies over thousands of simulated race
 endings (vectorised numpy, seeded). It is pure: the server runs it in the
 compute pool, per car when a lap completes and on ``POST /api/strategy``.
-:func:`live_pit_window` builds a car's race state from what the server
-knows (its predicted wear, best lap, the cars around it on the road).
+
+The live pit window comes in two steps so the Monte Carlo never delays a
+tick: :func:`pit_race_state` (cheap, in the tick's job) builds a car's race
+state from what the server knows (its predicted wear, best lap, the cars
+around it on the road); :func:`live_pit_windows` (the costly part, a pool
+job of its own) simulates it. :func:`live_pit_window` does both at once.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..compute.batch import BatchResult, TrackTable
@@ -37,7 +42,10 @@ __all__ = [
     "default_strategies",
     "field_gaps",
     "live_pit_window",
+    "live_pit_windows",
     "parse_request",
+    "pit_race_state",
+    "pit_window",
     "simulate",
 ]
 
@@ -71,17 +79,17 @@ def field_gaps(
     return 1 + len(ahead), tuple(ahead[:NEAREST_CARS]), tuple(behind[:NEAREST_CARS])
 
 
-def live_pit_window(
+def pit_race_state(
     cid: int,
     batch: BatchResult,
     tracks: TrackTable,
     prediction: dict[str, Any],
     options: IntelOptions,
-) -> dict[str, Any] | None:
-    """The insight's ``pit_window`` for a car that just completed a lap, or None.
+) -> RaceState | None:
+    """The race state a car that just completed a lap is re-planned from, or None.
 
     Race length is unknown to telemetry: without ``options.race_laps`` the
-    window looks ``options.horizon_laps`` ahead and says it assumed so.
+    window looks ``options.horizon_laps`` ahead (:func:`pit_window` says so).
     """
     state = batch.chassis[cid].state
     lap, rate = prediction["lap"], prediction["wear_rate_pct_per_lap"]
@@ -92,7 +100,7 @@ def live_pit_window(
     if race_laps <= lap + 1:
         return None
     position, ahead, behind = field_gaps(cid, batch, tracks, lap_s)
-    race = RaceState(
+    return RaceState(
         lap=lap,
         race_laps=race_laps,
         wear_pct=max(prediction["wear_pct"].values()),
@@ -105,8 +113,37 @@ def live_pit_window(
         gaps_ahead_s=ahead,
         gaps_behind_s=behind,
     )
-    result = simulate(race, iterations=options.iterations, seed=(cid * 100_003 + lap) % 2**32)
+
+
+def pit_window(cid: int, race: RaceState, options: IntelOptions) -> dict[str, Any]:
+    """The insight's ``pit_window`` for ``race``: the Monte Carlo, seeded by car and lap
+    so the same car and lap always get the same window, whenever it is computed."""
+    seed = (cid * 100_003 + race.lap) % 2**32
+    result = simulate(race, iterations=options.iterations, seed=seed)
     return _summary(result, options)
+
+
+def live_pit_windows(
+    races: Mapping[int, RaceState], options: IntelOptions
+) -> dict[int, dict[str, Any]]:
+    """The pit-window pool job: :func:`pit_window` for each car (id -> race state).
+
+    Pure and seeded, so a job whose worker died can be submitted again.
+    """
+    return {cid: pit_window(cid, race, options) for cid, race in races.items()}
+
+
+def live_pit_window(
+    cid: int,
+    batch: BatchResult,
+    tracks: TrackTable,
+    prediction: dict[str, Any],
+    options: IntelOptions,
+) -> dict[str, Any] | None:
+    """The insight's ``pit_window`` for a car that just completed a lap, or None
+    (:func:`pit_race_state` then :func:`pit_window`, in one call)."""
+    race = pit_race_state(cid, batch, tracks, prediction, options)
+    return None if race is None else pit_window(cid, race, options)
 
 
 def _summary(result: Comparison, options: IntelOptions) -> dict[str, Any]:
