@@ -148,6 +148,9 @@ class ParseProcess:
                     future = self._waiting.pop(message.ident, None)
                     if future is not None and not future.done():
                         future.set_result(message)
+                # A backlog of batches is already buffered: without a yield
+                # they would all be stored in one step of the loop.
+                await asyncio.sleep(0)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         # No await from here to ``_writer = None``: a request either is in
