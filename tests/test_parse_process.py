@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pitwall_rt.ingest.parse_process import IdMap, ParseProcess, ParserUnavailable, remap
+from pitwall_rt.ingest.parse_process import (
+    IdMap,
+    ParseProcess,
+    ParserUnavailable,
+    learn_names,
+    remap,
+)
 from pitwall_rt.ingest.parse_worker import (
     HttpRequest,
     Interner,
@@ -107,6 +113,11 @@ def _parsed(rows: np.ndarray, chassis: list[str], tracks: list[str]) -> Parsed:
     return Parsed(rows, chassis, tracks)
 
 
+def _remap(parsed: Parsed, chassis: IdMap, track: IdMap) -> tuple[np.ndarray, dict[str, int]]:
+    learn_names(parsed, chassis, track)
+    return remap(parsed, chassis, track)
+
+
 def test_remap_translates_child_ids_to_the_servers_tables() -> None:
     server = make_tables()
     server.chassis.intern("HTTP-CAR")  # the server already knows a name the child doesn't
@@ -115,14 +126,14 @@ def test_remap_translates_child_ids_to_the_servers_tables() -> None:
     rows = empty_rows(3)
     rows["chassis"] = [0, 1, 0]
     rows["track"] = [1, 0, 1]
-    out, dropped = remap(_parsed(rows, ["A", "B"], ["barber"]), chassis, track)
+    out, dropped = _remap(_parsed(rows, ["A", "B"], ["barber"]), chassis, track)
     names = [server.chassis.name(i) for i in out["chassis"]]
     assert names == ["A", "B", "A"] and dropped == {}
     assert [server.track.name(i) for i in out["track"]] == ["barber", "", "barber"]
     later = empty_rows(1)
     later["chassis"] = [1]
     later["track"] = [0]
-    out, _ = remap(_parsed(later, [], []), chassis, track)
+    out, _ = _remap(_parsed(later, [], []), chassis, track)
     assert server.chassis.name(int(out["chassis"][0])) == "B"
 
 
@@ -134,7 +145,7 @@ def test_remap_drops_and_counts_points_whose_name_the_full_table_cannot_take() -
     rows["chassis"] = [0, 1, 2, 1]
     rows["track"] = 0
     rows["lapdist_m"] = [0.0, 1.0, 2.0, 3.0]
-    out, dropped = remap(_parsed(rows, ["A", "B", "X"], []), chassis, track)
+    out, dropped = _remap(_parsed(rows, ["A", "B", "X"], []), chassis, track)
     assert out["lapdist_m"].tolist() == [0.0, 2.0]  # "A" took the last slot; "B" has none
     assert dropped == {"table_full:chassis": 2}
     assert [server.chassis.name(i) for i in out["chassis"]] == ["A", "X"]
@@ -328,5 +339,37 @@ def test_http_request_held_by_a_dying_child_is_refused_and_the_next_one_works() 
         await _until(lambda: parser.stats.receiver_restarts == 1, "restart")
         result = await parser.ingest_http(dumps(pt("AFTER", 1)), ndjson=False)
         assert result.accepted == 1 and _points(ingestor, "AFTER") == [1.0]
+
+    _with_receiver(scenario)
+
+
+def test_a_wedged_child_gets_503_after_the_timeout_and_its_late_names_still_map(
+    monkeypatch: Any,
+) -> None:
+    import pitwall_rt.ingest.parse_process as parse_process
+
+    monkeypatch.setattr(parse_process, "HTTP_REPLY_TIMEOUT_S", 0.3)
+
+    async def scenario(
+        parser: ParseProcess, ingestor: Ingestor, sender: socket.socket, _b: Any
+    ) -> None:
+        assert parser._proc is not None and parser._proc.pid is not None
+        os.kill(parser._proc.pid, signal.SIGSTOP)
+        try:
+            try:
+                await parser.ingest_http(dumps(pt("LATE-NAME", 0)), ndjson=False)
+            except ParserUnavailable:
+                pass
+            else:
+                raise AssertionError("a wedged child's body was reported stored")
+        finally:
+            os.kill(parser._proc.pid, signal.SIGCONT)
+        # The child still parses that body and interns LATE-NAME; a datagram
+        # using the name right after must map to it, not to a stranger.
+        sender.send(dumps(pt("LATE-NAME", 1)))
+        sender.send(dumps(pt("OTHER", 2)))
+        await _until(lambda: ingestor.stats.accepted["udp"] == 2, "points after the stall")
+        assert _points(ingestor, "LATE-NAME") == [1.0] and _points(ingestor, "OTHER") == [2.0]
+        assert ingestor.stats.accepted["http"] == 0  # the timed-out body was not stored
 
     _with_receiver(scenario)

@@ -40,6 +40,10 @@ from .udp import BinaryHandler, UdpStats
 
 log = logging.getLogger(__name__)
 
+HTTP_REPLY_TIMEOUT_S = 30.0
+"""A body not parsed by then (the largest allowed takes well under a second)
+is answered 503 rather than held forever by a wedged child."""
+
 
 class ParserUnavailable(Exception):
     """The parse process died (or is stopping) before answering."""
@@ -72,9 +76,10 @@ class IdMap:
 
 
 def remap(parsed: Parsed, chassis: IdMap, track: IdMap) -> tuple[np.ndarray, dict[str, int]]:
-    """Rows with the parent's ids, and the points dropped for a full table, by reason."""
-    chassis.learn(parsed.new_chassis)
-    track.learn(parsed.new_tracks)
+    """Rows with the parent's ids, and the points dropped for a full table, by reason.
+
+    The maps must already have learned the names of every message the child
+    sent up to this one (``learn_names``)."""
     rows = parsed.rows
     if not len(rows):
         return rows, {}
@@ -88,6 +93,14 @@ def remap(parsed: Parsed, chassis: IdMap, track: IdMap) -> tuple[np.ndarray, dic
     if not any(dropped.values()):
         return rows, {}
     return rows[~(no_chassis | no_track)], {k: v for k, v in dropped.items() if v}
+
+
+def learn_names(parsed: Parsed, chassis: IdMap, track: IdMap) -> None:
+    """Learn a message's new names. Done as each message arrives, in order,
+    because a later UDP batch may use a name an HTTP reply introduced before
+    that reply's request is resumed (or after it timed out)."""
+    chassis.learn(parsed.new_chassis)
+    track.learn(parsed.new_tracks)
 
 
 class ParseProcess:
@@ -142,12 +155,10 @@ class ParseProcess:
                 header = await reader.readexactly(FRAME_HEADER.size)
                 (size,) = FRAME_HEADER.unpack(header)
                 message = pickle.loads(await reader.readexactly(size))
-                if isinstance(message, UdpBatch):
-                    self.store_udp(message)
-                else:
-                    future = self._waiting.pop(message.ident, None)
-                    if future is not None and not future.done():
-                        future.set_result(message)
+                try:
+                    self._handle(message)
+                except Exception:  # a bug here must not stop UDP ingest for good
+                    log.exception("could not store a message from the parse process")
                 # A backlog of batches is already buffered: without a yield
                 # they would all be stored in one step of the loop.
                 await asyncio.sleep(0)
@@ -164,6 +175,17 @@ class ParseProcess:
             writer.close()
         if not self._closing:
             await self._restart()
+
+    def _handle(self, message: UdpBatch | HttpReply) -> None:
+        if isinstance(message, UdpBatch):
+            learn_names(message.parsed, *self._ids)
+            self.store_udp(message)
+            return
+        if message.parsed is not None:
+            learn_names(message.parsed, *self._ids)
+        future = self._waiting.pop(message.ident, None)
+        if future is not None and not future.done():
+            future.set_result(message)
 
     async def _restart(self) -> None:
         code = None
@@ -206,7 +228,8 @@ class ParseProcess:
         """Parse an HTTP body in the child and store it.
 
         Raises BodyError when the body is not JSON at all, and
-        ParserUnavailable when the child died meanwhile."""
+        ParserUnavailable when the child died meanwhile or did not answer
+        within ``HTTP_REPLY_TIMEOUT_S``."""
         writer = self._writer
         if writer is None or self._closing:
             raise ParserUnavailable()
@@ -219,7 +242,11 @@ class ParseProcess:
             # every waiting future, this one included.
             writer.write(frame(HttpRequest(ident, body, ndjson)))
             await writer.drain()
-        reply = await future
+        try:
+            reply = await asyncio.wait_for(future, HTTP_REPLY_TIMEOUT_S)
+        except TimeoutError:
+            self._waiting.pop(ident, None)
+            raise ParserUnavailable() from None
         if reply.parsed is None:
             raise BodyError(reply.error or "body is not JSON")
         self.ingestor.stats.payloads["http"] += 1
