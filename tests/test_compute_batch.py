@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 from typing import Any
@@ -13,6 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pitwall_rt.compute import BatchResult, ChassisState, compute_batch, insight_piece, track_table
+from pitwall_rt.compute.batch import _geometry, _state_for
+from pitwall_rt.compute.laps import advance
+from pitwall_rt.model.features import WindowCarry, advance_windows
 from pitwall_rt.schema import empty_rows
 from pitwall_rt.tracks import Track
 
@@ -185,3 +189,90 @@ def test_track_table_builds_from_track_objects() -> None:
     assert table[1][0] == LENGTH_M and table[1][1].tolist() == STARTS_M.tolist()
     out = compute_batch(car_rows(1, 50.0, 1000.0, 600), table, {})
     assert not math.isnan(out.chassis[1].state.best_lap_time_s)
+
+
+def _identical(a: Any, b: Any, path: str = "$") -> None:
+    """Equal bit for bit: arrays byte-equal, floats equal or both NaN, through dataclasses."""
+    assert type(a) is type(b), path
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), path
+    elif dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            _identical(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, dict):
+        assert list(a) == list(b), path
+        for key in a:
+            _identical(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _identical(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert a == b or (math.isnan(a) and math.isnan(b)), f"{path}: {a!r} != {b!r}"
+    else:
+        assert a == b, path
+
+
+def _separately(
+    rows: np.ndarray,
+    tracks: dict[int, tuple[float, np.ndarray]],
+    states: dict[int, ChassisState],
+    carries: dict[int, WindowCarry],
+) -> dict[int, tuple[Any, ...]]:
+    """Each car on its own, as before the physics was shared: ``laps.advance``, then
+    ``advance_windows`` selecting its own rows and computing its own physics."""
+    out = {}
+    for cid in np.unique(rows["chassis"]).tolist():
+        mine = rows[rows["chassis"] == cid]
+        mine = mine[np.argsort(mine["t"], kind="stable")]
+        state = _state_for(states.get(cid), mine)
+        moved = cid in states and states[cid].track_id not in (0, state.track_id)
+        new_state, sectors, laps = advance(state, mine, _geometry(tracks, state.track_id))
+        old = None if moved else carries.get(cid)
+        carry, windows = advance_windows(old or WindowCarry(), mine, sectors, laps)
+        out[cid] = (new_state, sectors, laps, carry, windows)
+    return out
+
+
+def messy_ticks() -> list[np.ndarray]:
+    """Four cars over eight ticks: shuffled rows, duplicates, late re-sends, a row
+    without time, car 2 moving to another known track, car 3 on an unknown track
+    that becomes known, car 4 joining in the fourth tick."""
+    car2 = car_rows(2, 45.0, 1000.03, 600)
+    car2["track"][car2["t"] > 1040.0] = 2
+    car3 = car_rows(3, 48.0, 1000.06, 600, track=0)
+    car3["track"][car3["t"] > 1020.0] = 1
+    rows = np.concatenate(
+        (car_rows(1, 50.0, 1000.0, 600), car2, car3, car_rows(4, 52.0, 1022.0, 380))
+    )
+    rows = rows[np.argsort(rows["t"], kind="stable")]
+    rng = np.random.default_rng(5)
+    ticks, prev = [], rows[:0]
+    for tick in np.array_split(rows, 8):
+        late = prev[rng.choice(len(prev), min(len(prev), 9), replace=False)]
+        nan_t = tick[:1].copy()
+        nan_t["t"] = np.nan
+        both = np.concatenate((tick, tick[::11], late, nan_t))
+        ticks.append(both[rng.permutation(len(both))])
+        prev = tick
+    return ticks
+
+
+def test_compute_batch_shares_physics_with_windows_bit_for_bit_over_messy_ticks() -> None:
+    tracks = {**TRACKS, 2: (LENGTH_M + 200.0, np.array([0.0, 400.0, 800.0]))}
+    states: dict[int, ChassisState] = {}
+    carries: dict[int, WindowCarry] = {}
+    for k, rows in enumerate(messy_ticks()):
+        if k == 5:  # a car whose window carry went missing: windows fall back to their own
+            carries.pop(1)
+        expected = _separately(rows, tracks, states, carries)
+        result = compute_batch(rows, tracks, states, carries)
+        assert sorted(result.chassis) == sorted(expected)
+        for cid, res in result.chassis.items():
+            got = (res.state, res.sectors, res.laps, res.window_carry, res.windows)
+            _identical(got, expected[cid], f"tick {k} car {cid}")
+            assert res.window_carry is not None
+            assert res.window_carry.physics == res.state.physics or (k == 5 and cid == 1)
+            states[cid], carries[cid] = res.state, res.window_carry
+    assert {cid: s.track_id for cid, s in states.items()} == {1: 1, 2: 2, 3: 1, 4: 1}
+    assert all(s.late_rows > 0 and s.duplicate_rows > 0 for s in states.values())

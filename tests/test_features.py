@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pitwall_rt.compute import compute_batch
+from pitwall_rt.compute.laps import ChassisState, TrackGeometry, advance, advance_rows
 from pitwall_rt.demo_gen import DEFAULT_TRACKS_PATH
 from pitwall_rt.model import MODEL_PATH, features
 from pitwall_rt.model.features import FEATURES, INDEX, Window, WindowCarry
@@ -124,3 +125,36 @@ def test_features_list_is_what_the_shipped_model_was_trained_on() -> None:
     assert tuple(json.loads(meta["features"])) == FEATURES
     assert set(features.FEATURE_DOC) == set(FEATURES)
     assert features.corner_feature("fl") == "stress_fl_g_m"
+
+
+def test_features_advance_windows_same_with_lap_timings_rows_and_physics() -> None:
+    rows = stint_rows()
+    rng = np.random.default_rng(8)
+    state, carry, alone = ChassisState(track_id=1), WindowCarry(), WindowCarry()
+    geom = TrackGeometry(barber().length_m, np.asarray(barber().sector_starts_m))
+    cuts = sorted(rng.choice(len(rows), 12, replace=False).tolist())
+    for chunk in np.split(rows, cuts):
+        chunk = np.concatenate((chunk, chunk[::7], rows[: len(chunk) // 50]))  # dups, late
+        chunk = chunk[rng.permutation(len(chunk))]
+        state, sectors, laps, fresh = advance_rows(state, chunk, geom)
+        carry, shared = features.advance_windows(carry, chunk, sectors, laps, fresh)
+        alone, separate = features.advance_windows(alone, chunk, sectors, laps)
+        assert len(shared) == len(separate)
+        for a, b in zip(shared, separate, strict=True):
+            assert a.x.tobytes() == b.x.tobytes() and (a.lap, a.sector) == (b.lap, b.sector)
+            assert a.stops == b.stops and a.profile.keys() == b.profile.keys()
+        assert carry.lap_acc.sums.tobytes() == alone.lap_acc.sums.tobytes()
+        assert carry.physics == alone.physics == state.physics
+    assert state.late_rows > 0 and state.duplicate_rows > 0
+
+
+def test_features_advance_windows_compute_their_own_rows_when_carry_lags_the_state() -> None:
+    rows = stint_rows()
+    geom = TrackGeometry(barber().length_m, np.asarray(barber().sector_starts_m))
+    state, _, _ = advance(ChassisState(track_id=1), rows[:400], geom)
+    state, sectors, laps, fresh = advance_rows(state, rows[400:900], geom)
+    carry, shared = features.advance_windows(WindowCarry(), rows[400:900], sectors, laps, fresh)
+    alone, separate = features.advance_windows(WindowCarry(), rows[400:900], sectors, laps)
+    assert not fresh.follows(WindowCarry().last_t, WindowCarry().physics)
+    assert [w.x.tobytes() for w in shared] == [w.x.tobytes() for w in separate]
+    assert carry.physics == alone.physics == state.physics  # in step again from here

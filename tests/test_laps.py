@@ -19,8 +19,11 @@ from pitwall_rt.compute.laps import (
     SectorRecord,
     TrackGeometry,
     advance,
+    advance_rows,
+    fresh_rows,
     sector_of,
 )
+from pitwall_rt.compute.physics import point_physics
 from pitwall_rt.schema import empty_rows
 from pitwall_rt.tracks import Track, sector_index
 
@@ -256,3 +259,43 @@ def test_advance_leaves_lap_untimed_when_line_falls_in_a_gap_and_track_unknown()
     by_lap = {lap.lap: lap for lap in laps}
     assert by_lap[2].partial and by_lap[2].has_gap and by_lap[3].partial
     assert not by_lap[4].partial
+
+
+def _fresh_alone(state: ChassisState, rows: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """One car's kept rows, late and duplicate counts, as ``advance`` selected them
+    before cars were done together."""
+    rows = rows[np.argsort(rows["t"], kind="stable")]
+    t = rows["t"]
+    late = int(np.count_nonzero(t < state.last_t))
+    keep = np.isfinite(t) & ~(t <= state.last_t)
+    keep[1:] &= t[1:] != t[:-1]
+    return rows[keep], late, len(t) - late - int(np.count_nonzero(keep))
+
+
+def test_fresh_rows_of_several_cars_equal_each_car_alone() -> None:
+    seen = run(stream(grid(40)))[0]  # last_t about 1011.77, mid-lap
+    cars = [
+        (ChassisState(), stream(np.array([1005.0, 1005.0, 1006.0, np.nan, 1007.0]))),
+        (seen, stream(np.array([1007.0, seen.last_t, 1011.0, 1012.0, 1012.0, 1013.0]))),
+        (seen, stream(np.array([1013.0, 1001.0]))),  # starts with the last car's last t
+        (ChassisState(), stream(np.array([1013.0]))),
+    ]
+    rows = np.concatenate([r[np.argsort(r["t"], kind="stable")] for _, r in cars])
+    starts = np.cumsum([0] + [len(r) for _, r in cars[:-1]])
+    got = fresh_rows([st for st, _ in cars], rows, starts)
+    for (state, car), fresh in zip(cars, got, strict=True):
+        kept, late, dups = _fresh_alone(state, car)
+        assert fresh.rows.tobytes() == kept.tobytes()
+        assert (fresh.late, fresh.duplicates) == (late, dups)
+        assert fresh.follows(state.last_t, state.physics)
+        _, carry = point_physics(kept, state.physics)
+        assert fresh.carry_after == carry
+    assert [len(f.rows) for f in got] == [3, 2, 1, 1]
+    assert [(f.late, f.duplicates) for f in got] == [(0, 2), (2, 2), (1, 0), (0, 0)]
+
+
+def test_advance_rows_refuses_fresh_rows_of_another_state() -> None:
+    rows = stream(grid(40))
+    fresh = fresh_rows([ChassisState()], rows, np.zeros(1, dtype=np.intp))[0]
+    with pytest.raises(ValueError):
+        advance_rows(run(rows[:10])[0], rows, TRACK, fresh)

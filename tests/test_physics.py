@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from pitwall_rt.compute.physics import (
     hard_cornering_mask,
     normalised_loads,
     point_physics,
+    point_physics_runs,
     rising_edges,
     sample_dt_s,
     stress_rate_g_mps,
@@ -157,3 +160,44 @@ def test_point_physics_integrates_brake_pressure_over_time() -> None:
 
 def test_gr86_static_loads_match_spec() -> None:
     assert GR86.static_corner_loads_n().sum() == pytest.approx(W_N)
+
+
+def _one_car(rows: np.ndarray, carry: PhysicsCarry) -> list[np.ndarray]:
+    """Per-sample physics of one car from the public pieces, independently of
+    ``point_physics_runs``: what ``point_physics`` computed before runs existed."""
+    accx, accy = rows["accx_can"], rows["accy_can"]
+    dt, gap = sample_dt_s(rows["t"], carry.last_t)
+    load = normalised_loads(accx, accy)
+    rate = stress_rate_g_mps(load, accx, accy, rows["speed_kmh"])
+    return [
+        dt,
+        gap,
+        load,
+        rate * dt[:, None],
+        brake_pressure_bar(rows["pbrake_f"], rows["pbrake_r"]) * dt,
+        rising_edges(hard_braking_mask(accx, rows["pbrake_f"]), carry.braking),
+        rising_edges(hard_cornering_mask(accy), carry.cornering),
+    ]
+
+
+def test_point_physics_runs_equal_each_car_alone_bit_for_bit() -> None:
+    rows = np.concatenate((_rows(40), _rows(0), _rows(23), _rows(1), _rows(0)))
+    starts = np.array([0, 40, 40, 63, 64])
+    carries = [
+        PhysicsCarry(),
+        PhysicsCarry(99.0, True, True),
+        PhysicsCarry(99.9, True, False),
+        PhysicsCarry(99.5, False, True),
+        PhysicsCarry(1.0, True, True),
+    ]
+    phys, after = point_physics_runs(rows, starts, carries)
+    ends = [*starts[1:], len(rows)]
+    for k, (i, j) in enumerate(zip(starts, ends, strict=True)):
+        part = phys.part(i, j)
+        got = [getattr(part, f.name) for f in dataclasses.fields(part)]
+        for a, b in zip(got, _one_car(rows[i:j], carries[k]), strict=True):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), k
+        _, carry = point_physics(rows[i:j], carries[k])
+        assert after[k] == carry
+    assert after[1] is carries[1] and after[4] is carries[4]  # empty runs: carry unchanged
+    assert after[3] == PhysicsCarry(100.0, False, True)  # one sample: no braking, 1.3 G lateral

@@ -32,7 +32,16 @@ import numpy as np
 
 from ..model import features as wf  # a module object: safe in the compute <-> model cycle
 from .aggregate import json_float
-from .laps import ChassisState, LapRecord, SectorRecord, TrackGeometry, TrackShape, advance
+from .laps import (
+    ChassisState,
+    FreshRows,
+    LapRecord,
+    SectorRecord,
+    TrackGeometry,
+    TrackShape,
+    advance_rows,
+    fresh_rows,
+)
 from .physics import CORNERS
 
 TrackTable = Mapping[int, tuple[float, np.ndarray]]
@@ -87,23 +96,31 @@ def compute_batch(
 
     Rows are grouped by chassis and sorted by sample time with one stable
     ``lexsort`` (equal times keep arrival order, so the first arrival wins
-    deduplication); then one :func:`laps.advance` per car, and with
-    ``windows`` one :func:`~pitwall_rt.model.features.advance_windows`.
+    deduplication); late and duplicate rows are dropped and the physics
+    computed for all cars in one pass (:func:`laps.fresh_rows`); then one
+    :func:`laps.advance_rows` per car, and with ``windows`` one
+    :func:`~pitwall_rt.model.features.advance_windows` on the same rows and
+    physics.
     """
     result = BatchResult(rows=len(rows))
     if len(rows) == 0:
         return result
     ordered = rows[np.lexsort((rows["t"], rows["chassis"]))]
-    cuts = np.flatnonzero(np.diff(ordered["chassis"])) + 1
-    for car_rows in np.split(ordered, cuts):
-        cid = int(car_rows["chassis"][0])
-        state = _state_for(states.get(cid), car_rows)
+    chassis = ordered["chassis"]
+    starts = np.flatnonzero(np.concatenate(([True], chassis[1:] != chassis[:-1])))
+    per_car = [
+        (int(car_rows["chassis"][0]), car_rows) for car_rows in np.split(ordered, starts[1:])
+    ]
+    begun = [_state_for(states.get(cid), car_rows) for cid, car_rows in per_car]
+    kept = fresh_rows(begun, ordered, starts)
+    for (cid, car_rows), state, fresh in zip(per_car, begun, kept, strict=True):
         geom = _geometry(tracks, state.track_id)
-        before_late, before_dup = state.late_rows, state.duplicate_rows
-        new_state, sectors, laps = advance(state, car_rows, geom)
-        late = new_state.late_rows - before_late
-        dups = new_state.duplicate_rows - before_dup
-        carry, done = _feature_windows(windows, states.get(cid), state, car_rows, (sectors, laps))
+        new_state, sectors, laps, fresh = advance_rows(state, car_rows, geom, fresh)
+        late = new_state.late_rows - state.late_rows
+        dups = new_state.duplicate_rows - state.duplicate_rows
+        carry, done = _feature_windows(
+            windows, states.get(cid), state, (car_rows, fresh), (sectors, laps)
+        )
         result.chassis[cid] = ChassisResult(
             chassis=cid,
             state=new_state,
@@ -125,19 +142,21 @@ def _feature_windows(
     carries: Mapping[int, wf.WindowCarry] | None,
     prev: ChassisState | None,
     state: ChassisState,
-    car_rows: np.ndarray,
+    tick: tuple[np.ndarray, FreshRows],
     done: tuple[list[SectorRecord], list[LapRecord]],
 ) -> tuple[wf.WindowCarry | None, list[wf.Window]]:
     """The car's completed feature windows, when the caller asked (``carries`` not None).
 
     A car that moved to another known track starts a new stint of windows, as
-    :func:`_state_for` starts a new state.
+    :func:`_state_for` starts a new state. The windows reuse the rows and
+    physics lap timing kept (``fresh``) whenever the carry and the state agree.
     """
     if carries is None:
         return None, []
+    car_rows, fresh = tick
     moved = prev is not None and prev.track_id not in (0, state.track_id)
     old = None if moved else carries.get(int(car_rows["chassis"][0]))
-    return wf.advance_windows(old or wf.WindowCarry(), car_rows, *done)
+    return wf.advance_windows(old or wf.WindowCarry(), car_rows, *done, fresh=fresh)
 
 
 def _state_for(state: ChassisState | None, car_rows: np.ndarray) -> ChassisState:

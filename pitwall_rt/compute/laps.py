@@ -31,6 +31,7 @@ partials), then one Python step per candidate boundary, never per sample.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -38,7 +39,7 @@ import numpy as np
 
 from ..tracks import OVERSHOOT_TOLERANCE_M
 from .aggregate import EMPTY, Partial, SectorRolling, json_float, merge, segment_partials
-from .physics import PhysicsCarry, PointPhysics, point_physics
+from .physics import PhysicsCarry, PointPhysics, point_physics, point_physics_runs
 
 NAN: Final = float("nan")
 
@@ -167,19 +168,6 @@ class ChassisState:
         return replace(self, sector_rolling=dict(self.sector_rolling))
 
 
-def _fresh_rows(state: ChassisState, rows: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Drop late and duplicate rows; return ``(rows, late, duplicates)``."""
-    t = rows["t"]
-    if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
-        rows = rows[np.argsort(t, kind="stable")]
-        t = rows["t"]
-    late = int(np.count_nonzero(t < state.last_t))
-    keep = np.isfinite(t) & ~(t <= state.last_t)
-    keep[1:] &= t[1:] != t[:-1]  # first arrival of an equal t wins
-    duplicates = len(t) - late - int(np.count_nonzero(keep))
-    return rows[keep], late, duplicates
-
-
 def _ffill_prev(
     values: np.ndarray, t: np.ndarray, carry: float, carry_t: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -221,6 +209,81 @@ def _prepare(
     return _Stream(t, lap, d, sector, d_prev, d_prev_t, wrap, phys.gap, candidate)
 
 
+@dataclass(frozen=True, eq=False)
+class FreshRows:
+    """The rows of one car's tick that lap timing keeps, with their physics.
+
+    ``rows`` are sorted by ``t``, late and duplicate rows dropped (module
+    docstring; ``late`` and ``duplicates`` count them); ``physics`` is
+    :func:`~.physics.point_physics` of them, computed from ``carry_before``
+    (the state's carry, whose ``last_t`` decided what is late) and ending in
+    ``carry_after``. Feature extraction reuses them instead of sorting,
+    deduplicating and computing the physics again; it may only when its own
+    carry equals ``carry_before`` (:meth:`follows`).
+    """
+
+    rows: np.ndarray
+    physics: PointPhysics
+    late: int
+    duplicates: int
+    last_t_before: float
+    carry_before: PhysicsCarry
+    carry_after: PhysicsCarry
+
+    def follows(self, last_t: float, carry: PhysicsCarry) -> bool:
+        """Whether a consumer whose last sample was ``last_t`` and whose physics
+        carry is ``carry`` would select these rows and compute this physics."""
+        return _same_float(last_t, self.last_t_before) and _same_carry(carry, self.carry_before)
+
+
+def _same_float(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _same_carry(a: PhysicsCarry, b: PhysicsCarry) -> bool:
+    return _same_float(a.last_t, b.last_t) and a.braking == b.braking and a.cornering == b.cornering
+
+
+def fresh_rows(
+    states: Sequence[ChassisState], rows: np.ndarray, starts: np.ndarray
+) -> list[FreshRows]:
+    """Drop late and duplicate rows of several cars at once, and compute the physics.
+
+    Car ``k`` (state ``states[k]``) has the rows ``rows[starts[k]:starts[k + 1]]``
+    (the last car to the end), non-empty and sorted by ``t`` as a stable sort
+    does (NaN last). A row is late when older than the state's last ``t``, a
+    duplicate when its ``t`` equals one already kept (first arrival wins);
+    rows without a ``t`` are dropped with the duplicates.
+    """
+    t = rows["t"]
+    counts = np.diff(np.append(starts, len(t)))
+    last_t = np.repeat([st.last_t for st in states], counts)
+    late = t < last_t
+    keep = np.isfinite(t) & ~(t <= last_t)
+    keep[1:] &= t[1:] != t[:-1]  # first arrival of an equal t wins (lexsort is stable)
+    # a car's first row repeats no earlier row of its own: undo the test against the car before
+    keep[starts[1:]] = np.isfinite(t[starts[1:]]) & ~(t[starts[1:]] <= last_t[starts[1:]])
+    n_late = np.add.reduceat(late, starts, dtype=np.intp).tolist()
+    n_kept = np.add.reduceat(keep, starts, dtype=np.intp)
+    kept = rows[keep]
+    kept_starts = np.concatenate(([0], np.cumsum(n_kept)[:-1]))
+    carries = [st.physics for st in states]
+    phys, after = point_physics_runs(kept, kept_starts, carries)
+    bounds = np.append(kept_starts, len(kept)).tolist()
+    return [
+        FreshRows(
+            rows=kept[bounds[k] : bounds[k + 1]],
+            physics=phys.part(bounds[k], bounds[k + 1]),
+            late=n_late[k],
+            duplicates=int(counts[k]) - n_late[k] - (bounds[k + 1] - bounds[k]),
+            last_t_before=st.last_t,
+            carry_before=st.physics,
+            carry_after=after[k],
+        )
+        for k, st in enumerate(states)
+    ]
+
+
 def advance(
     state: ChassisState, rows: np.ndarray, track: TrackShape | None
 ) -> tuple[ChassisState, list[SectorRecord], list[LapRecord]]:
@@ -230,13 +293,32 @@ def advance(
     lap-number changes only and no sectors. Returns ``(new_state,
     completed_sectors, completed_laps)`` in time order.
     """
-    rows, late, duplicates = _fresh_rows(state, rows)
+    st, sectors, laps, _ = advance_rows(state, rows, track)
+    return st, sectors, laps
+
+
+def advance_rows(
+    state: ChassisState,
+    rows: np.ndarray,
+    track: TrackShape | None,
+    fresh: FreshRows | None = None,
+) -> tuple[ChassisState, list[SectorRecord], list[LapRecord], FreshRows]:
+    """:func:`advance`, also returning the rows it kept and their physics
+    (:class:`FreshRows`) for the feature windows of the same tick.
+
+    ``fresh``, when given, is :func:`fresh_rows` of ``rows`` for ``state``
+    (computed with other cars' in one pass): it must follow ``state``.
+    """
+    if fresh is None:
+        fresh = _fresh_for(state, rows)
+    elif not fresh.follows(state.last_t, state.physics):
+        raise ValueError("fresh rows were selected for another state")
     st = state.copy()
-    st.late_rows += late
-    st.duplicate_rows += duplicates
+    st.late_rows += fresh.late
+    st.duplicate_rows += fresh.duplicates
+    rows, phys = fresh.rows, fresh.physics
     if len(rows) == 0:
-        return st, [], []
-    phys, new_carry = point_physics(rows, st.physics)
+        return st, [], [], fresh
     stream = _prepare(st, rows, phys, track)
     if math.isnan(st.lap_first_t):
         st.lap_first_t = float(stream.t[0])
@@ -246,8 +328,20 @@ def advance(
         if stream.candidate[start]:
             walker.event(int(start))
         walker.absorb(part)
-    _remember_last(st, stream, phys, new_carry)
-    return st, walker.sectors, walker.laps
+    _remember_last(st, stream, phys, fresh.carry_after)
+    return st, walker.sectors, walker.laps, fresh
+
+
+def _fresh_for(state: ChassisState, rows: np.ndarray) -> FreshRows:
+    """:func:`fresh_rows` of one car's rows in any order."""
+    t = rows["t"]
+    if len(t) == 0:
+        carry = state.physics
+        phys, _ = point_physics(rows, carry)
+        return FreshRows(rows, phys, 0, 0, state.last_t, carry, carry)
+    if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
+        rows = rows[np.argsort(t, kind="stable")]
+    return fresh_rows([state], rows, np.zeros(1, dtype=np.intp))[0]
 
 
 def _remember_last(st: ChassisState, s: _Stream, phys: PointPhysics, carry: PhysicsCarry) -> None:

@@ -32,6 +32,7 @@ deceleration it causes is already measured by ``accx_can``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -127,8 +128,12 @@ def sample_dt_s(t_s: np.ndarray, prev_t_s: float) -> tuple[np.ndarray, np.ndarra
     predecessor is ``prev_t_s`` (NaN for the first sample ever: it owns 0 s).
     Returns ``(dt_s clipped to [0, MAX_DT_S], gap = raw interval > GAP_S)``.
     """
-    prev = np.concatenate(([prev_t_s], t_s[:-1]))
-    raw_s = t_s - prev
+    return _dt_after(t_s, np.concatenate(([prev_t_s], t_s[:-1])))
+
+
+def _dt_after(t_s: np.ndarray, prev_t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_dt_s` given each sample's predecessor time."""
+    raw_s = t_s - prev_t_s
     gap = raw_s > GAP_S  # NaN compares False
     return np.clip(_zero_nan(raw_s), 0.0, MAX_DT_S), gap
 
@@ -186,6 +191,18 @@ class PointPhysics:
     hard_brake_edge: np.ndarray
     hard_corner_edge: np.ndarray
 
+    def part(self, start: int, stop: int) -> PointPhysics:
+        """Samples ``start:stop`` (views, not copies)."""
+        return PointPhysics(
+            self.dt_s[start:stop],
+            self.gap[start:stop],
+            self.load_norm[start:stop],
+            self.stress_g_m[start:stop],
+            self.brake_bar_s[start:stop],
+            self.hard_brake_edge[start:stop],
+            self.hard_corner_edge[start:stop],
+        )
+
 
 def point_physics(
     rows: np.ndarray, carry: PhysicsCarry, car: CarParams = GR86
@@ -195,9 +212,30 @@ def point_physics(
     Returns the per-sample results and the carry for the next batch, so a
     stream cut into batches anywhere gives the same sums as one batch.
     """
+    phys, carries = point_physics_runs(rows, np.zeros(1, dtype=np.intp), [carry], car)
+    return phys, carries[0]
+
+
+def point_physics_runs(
+    rows: np.ndarray, starts: np.ndarray, carries: Sequence[PhysicsCarry], car: CarParams = GR86
+) -> tuple[PointPhysics, list[PhysicsCarry]]:
+    """:func:`point_physics` of several cars in one pass over their rows.
+
+    Run ``k`` is ``rows[starts[k]:starts[k + 1]]`` (the last one to the end;
+    ``starts`` non-decreasing from 0, so a run may be empty), one car's rows
+    sorted by ``t``, continuing from ``carries[k]``. Every per-sample value is
+    an element-wise function of the sample and its run predecessor, so
+    ``result.part(starts[k], starts[k + 1])`` equals, bit for bit, what
+    :func:`point_physics` gives for run ``k`` alone. Returns the results and
+    each run's carry for the next batch (an empty run's carry unchanged).
+    """
     t = rows["t"]
+    ends = np.append(starts[1:], len(t))
+    firsts = [int(i) for i, e in zip(starts, ends, strict=True) if e > i]
+    runs = [c for c, i, e in zip(carries, starts, ends, strict=True) if e > i]
     accx, accy = rows["accx_can"], rows["accy_can"]
-    dt_s, gap = sample_dt_s(t, carry.last_t)
+    prev_t = _after_runs(t, firsts, [c.last_t for c in runs])
+    dt_s, gap = _dt_after(t, prev_t)
     load_norm = normalised_loads(accx, accy, car)
     rate = stress_rate_g_mps(load_norm, accx, accy, rows["speed_kmh"])
     braking = hard_braking_mask(accx, rows["pbrake_f"])
@@ -208,10 +246,20 @@ def point_physics(
         load_norm=load_norm,
         stress_g_m=rate * dt_s[:, None],
         brake_bar_s=brake_pressure_bar(rows["pbrake_f"], rows["pbrake_r"]) * dt_s,
-        hard_brake_edge=rising_edges(braking, carry.braking),
-        hard_corner_edge=rising_edges(cornering, carry.cornering),
+        hard_brake_edge=braking & ~_after_runs(braking, firsts, [c.braking for c in runs]),
+        hard_corner_edge=cornering & ~_after_runs(cornering, firsts, [c.cornering for c in runs]),
     )
-    if len(t) == 0:
-        return result, carry
-    new_carry = PhysicsCarry(float(t[-1]), bool(braking[-1]), bool(cornering[-1]))
-    return result, new_carry
+    new_carries = [
+        PhysicsCarry(float(t[e - 1]), bool(braking[e - 1]), bool(cornering[e - 1])) if e > i else c
+        for c, i, e in zip(carries, starts.tolist(), ends.tolist(), strict=True)
+    ]
+    return result, new_carries
+
+
+def _after_runs(values: np.ndarray, firsts: list[int], carried: list[object]) -> np.ndarray:
+    """Each sample's predecessor in its run: the previous sample, or at a run's
+    first sample the value carried from the run's previous batch."""
+    prev = np.empty_like(values)
+    prev[1:] = values[:-1]
+    prev[firsts] = carried
+    return prev

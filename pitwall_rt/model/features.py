@@ -31,7 +31,7 @@ from typing import Final
 
 import numpy as np
 
-from ..compute.laps import LapRecord, SectorRecord
+from ..compute.laps import FreshRows, LapRecord, SectorRecord
 from ..compute.physics import (
     CORNERS,
     GR86,
@@ -298,17 +298,21 @@ def advance_windows(
     rows: np.ndarray,
     sectors: list[SectorRecord],
     laps: list[LapRecord],
+    fresh: FreshRows | None = None,
 ) -> tuple[WindowCarry, list[Window]]:
     """Feed one car's rows of a tick and the crossings ``laps.advance`` found in them.
 
     Pure: ``carry`` is not modified. Returns the new carry and the windows
     completed by this tick in time order (a lap's last sector before the lap).
+    ``fresh``, from :func:`~pitwall_rt.compute.laps.advance_rows` on the same
+    rows, saves sorting, deduplicating and the physics; it is used only when
+    ``carry`` has seen exactly what the lap-timing state had (same last sample,
+    same physics carry), so the result is the same with or without it.
     """
     c = carry.copy()
-    rows = _fresh(carry, rows)
+    rows, phys, c.physics = _tick_rows(carry, rows, fresh)
     if len(rows) == 0:
         return c, []
-    phys, c.physics = point_physics(rows, carry.physics)
     sums, maxes = sample_columns(rows, phys)
     on = rows["pbrake_f"] > BRAKE_ON_BAR
     before = np.concatenate(([carry.brake_on], on[:-1]))
@@ -335,6 +339,20 @@ def advance_windows(
     c.last_t = float(tick.t[-1])
     c.brake_on = bool(on[-1])
     return c, windows
+
+
+def _tick_rows(
+    carry: WindowCarry, rows: np.ndarray, fresh: FreshRows | None
+) -> tuple[np.ndarray, PointPhysics, PhysicsCarry]:
+    """The tick's fresh rows, their physics and the carry after them: lap timing's
+    when it started from the same place as ``carry``, else computed here."""
+    if fresh is not None and fresh.follows(carry.last_t, carry.physics):
+        if len(fresh.rows) == 0:
+            return fresh.rows, fresh.physics, carry.physics
+        return fresh.rows, fresh.physics, fresh.carry_after
+    rows = _fresh(carry, rows)
+    phys, after = point_physics(rows, carry.physics)
+    return rows, phys, after
 
 
 def _crossings(
