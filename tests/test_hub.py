@@ -470,3 +470,65 @@ def test_hub_insights_go_only_to_clients_of_their_chassis() -> None:
     (to_a,) = only_a.take()
     assert [i["chassis"] for i in to_all["insights"]] == ["A", "B"]
     assert [i["chassis"] for i in to_a["insights"]] == ["A"]
+
+
+# -- groups and the fan-out loop -----------------------------------------------------
+
+
+def test_hub_multi_chassis_filter_keeps_arrival_order(s: Setup) -> None:
+    _, t = s.client(chassis=frozenset({"a", "c"}), full_rate=True)
+    t.take()
+    s.send(pt("c", 1), pt("b", 2), pt("a", 3), pt("c", 4))
+    s.hub.tick()
+    assert [dists(m) for m in t.take()] == [[("c", 1.0), ("a", 3.0), ("c", 4.0)]]
+
+
+def test_hub_resubscribe_moves_the_client_to_its_new_group(s: Setup) -> None:
+    client, t = s.client(chassis=frozenset({"a"}))
+    t.take()
+    s.send(pt("a", 1), pt("b", 2))
+    s.hub.tick()
+    assert [dists(m) for m in t.take()] == [[("a", 1.0)]]
+    client.subscription = Subscription(chassis=frozenset({"b"}))
+    s.send(pt("a", 3), pt("b", 4))
+    s.hub.tick()
+    assert [dists(m) for m in t.take()] == [[("b", 4.0)]]
+
+
+def test_hub_removed_client_gets_nothing_more(s: Setup) -> None:
+    client, t = s.client()
+    _, other = s.client()
+    t.take(), other.take()
+    s.hub.remove(client)
+    s.send(pt("a", 1))
+    s.hub.tick()
+    s.hub.publish("alerts", {"type": "alert", "alert": {}})
+    assert t.frames == []
+    assert [m["type"] for m in other.take()] == ["telemetry_update", "alert"]
+
+
+def test_hub_one_full_client_does_not_change_what_its_group_gets(s: Setup) -> None:
+    clients = [s.client() for _ in range(4)]
+    for _, t in clients:
+        t.take()
+    full_client, full = clients[1]
+    full.buffer = MAX_BUFFER
+    sent, sent_bytes = s.hub.stats.frames_sent, s.hub.stats.bytes_sent
+    s.send(pt("a", 1))
+    s.hub.tick()
+    frames = [t.frames for _, t in clients]
+    assert frames[1] == [] and full_client.dropped == 1
+    assert frames[0][0] is frames[2][0] is frames[3][0]
+    assert s.hub.stats.frames_sent - sent == 3 and s.hub.stats.frames_dropped == 1
+    assert s.hub.stats.bytes_sent - sent_bytes == 3 * len(frames[0][0])
+
+
+def test_hub_insights_go_once_per_chassis_filter_whatever_the_rate(s: Setup) -> None:
+    _, decimated = s.client(chassis=frozenset({"a"}))
+    _, full = s.client(chassis=frozenset({"a"}), full_rate=True)
+    decimated.frames.clear()
+    full.frames.clear()
+    s.hub.publish_insights([{"chassis": "a", "lap": 1}, {"chassis": "b", "lap": 1}])
+    assert decimated.frames[0] is full.frames[0]
+    (message,) = full.messages()
+    assert [i["chassis"] for i in message["insights"]] == ["a"]
