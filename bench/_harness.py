@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -48,6 +49,12 @@ class Server:
     def __init__(self, *args: str) -> None:
         self.port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
+        # Recordings go to a directory of the run's own unless one is given,
+        # so benches don't fill the repository's ./data.
+        self._data_dir: tempfile.TemporaryDirectory[str] | None = None
+        if "--data-dir" not in args:
+            self._data_dir = tempfile.TemporaryDirectory(prefix="pitwall-bench-")
+            args = (*args, "--data-dir", self._data_dir.name)
         cmd = [
             sys.executable,
             "-m",
@@ -86,6 +93,8 @@ class Server:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        if self._data_dir is not None:
+            self._data_dir.cleanup()
 
 
 def _descendants(pid: int) -> list[int]:
