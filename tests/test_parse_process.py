@@ -373,3 +373,17 @@ def test_a_wedged_child_gets_503_after_the_timeout_and_its_late_names_still_map(
         assert ingestor.stats.accepted["http"] == 0  # the timed-out body was not stored
 
     _with_receiver(scenario)
+
+
+def test_a_parse_process_without_a_socket_serves_http_bodies_only() -> None:
+    async def main() -> tuple[int, list[float], bool]:
+        ingestor = Ingestor(RingBuffer(1000), make_tables(), IngestStats())
+        parser = ParseProcess(None, ingestor)
+        await parser.start()
+        result = await parser.ingest_http(dumps([pt("H", 0), pt("H", 1)]), ndjson=False)
+        await parser.close()
+        alive = parser._proc is not None and parser._proc.is_alive()
+        return result.accepted, _points(ingestor, "H"), alive
+
+    accepted, points, alive = asyncio.run(main())
+    assert accepted == 2 and points == [0.0, 1.0] and not alive

@@ -339,28 +339,75 @@ def test_server_metrics_expose_loss_at_every_hop(server: ServerProcess) -> None:
     assert "dropped_per_client" in server.health()["websocket"]
 
 
-def _parse_child_pid(server_pid: int) -> int:
-    """The spawned parse process among the server's children."""
+def _parse_child_pids(server_pid: int) -> list[int]:
+    """The spawned parse processes (UDP and HTTP) among the server's children."""
     children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    for pid in children:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"multiprocessing.spawn" in cmdline:
-            return int(pid)
-    raise AssertionError(f"no parse process among {children}")
+    return [
+        int(pid)
+        for pid in children
+        if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
 
 
-def test_server_survives_its_parse_process_being_killed(server: ServerProcess) -> None:
+def test_server_survives_its_parse_processes_being_killed(server: ServerProcess) -> None:
     server.send_udp(json.dumps(point("BEFORE", 0)).encode())
     wait_for(lambda: server.health()["accepted"].get("udp") == 1, 5 * UNIT_S, "first point")
-    os.kill(_parse_child_pid(server.proc.pid), signal.SIGKILL)  # type: ignore[union-attr]
+    children = _parse_child_pids(server.proc.pid)  # type: ignore[union-attr]
+    assert len(children) == 2
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
     server.send_udp(*(json.dumps(point("AFTER", i)).encode() for i in range(50)))
-    health = wait_for(
-        lambda: (h := server.health())["accepted"].get("udp") == 51 and h, 10 * UNIT_S, "restart"
-    )
-    assert health["udp"]["receiver_restarts"] == 1
+    wait_for(lambda: server.health()["accepted"].get("udp") == 51, 10 * UNIT_S, "restart")
     _, recent = server.get("/api/recent/100")
     assert [p["lapdist_m"] for p in recent if p["chassis"] == "AFTER"] == [
         float(i) for i in range(50)
     ]
+    big = [point("HTTP-AFTER", i) for i in range(1000)]  # over 64 KiB: the HTTP parse process
+    _, body = wait_for(
+        lambda: (r := server.post_json("/api/ingest", big))[0] == 200 and r,
+        10 * UNIT_S,
+        "the HTTP parse process back",
+    )
+    assert body["accepted"] == 1000
+    health = server.health()
+    assert health["udp"]["receiver_restarts"] == 1
+    assert health["udp"]["http_parser_restarts"] == 1
     _, metrics = server.get("/metrics")
     assert "pitwall_udp_receiver_restarts_total 1" in metrics
+    assert "pitwall_http_parser_restarts_total 1" in metrics
+
+
+def test_server_big_http_body_is_parsed_and_answered_like_a_small_one(
+    either_parser: ServerProcess,
+) -> None:
+    """Over 64 KiB a body goes to the parse process (by default): same answers."""
+    server = either_parser
+    body = [point("BIG", i) for i in range(1000)]
+    body[10]["speed_kmh"] = "fast"
+    body[500]["accy_can"] = 42.0
+    encoded = json.dumps(body).encode()
+    assert len(encoded) > 64 * 1024
+    status, reply = server.request(
+        "POST", "/api/ingest", encoded, {"Content-Type": "application/json"}
+    )
+    assert (status, reply["accepted"], reply["rejected"]) == (200, 998, 2)
+    assert any("speed_kmh" in e for e in reply["errors"])
+    status, reply = server.request(
+        "POST", "/api/ingest", encoded[:-1], {"Content-Type": "application/json"}
+    )
+    assert status == 400 and reply["error"].startswith("body is not JSON")
+    lines = b"\n".join(json.dumps(p).encode() for p in body[:900]) + b"\n{broken"
+    status, reply = server.request(
+        "POST", "/api/ingest", lines, {"Content-Type": "application/x-ndjson"}
+    )
+    assert (status, reply["accepted"], reply["rejected"]) == (200, 898, 3)
+    health = server.health()
+    assert health["accepted"]["http"] == 998 + 898
+    assert health["rejected_by_reason"]["http"] == {
+        "bad_type:speed_kmh": 2,
+        "out_of_range:accy_can": 2,
+        "bad_json": 1,
+    }
+    _, recent = server.get("/api/recent/2000")
+    kept = [p["lapdist_m"] for p in recent if p["chassis"] == "BIG"]
+    assert len(kept) == 998 + 898 and kept[:3] == [0.0, 1.0, 2.0]

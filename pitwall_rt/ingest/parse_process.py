@@ -1,7 +1,9 @@
-"""The loop's side of the parse process (``parse_worker``).
+"""The loop's side of a parse process (``parse_worker``).
 
-The parent keeps the bound UDP socket (for the port number and kernel drop
-counts) and lends a duplicate to the child. Finished UDP batches and HTTP
+The server runs two: one for the UDP socket and one for HTTP bodies, so a
+big body being parsed never leaves datagrams waiting. The parent keeps the
+bound UDP socket (for the port number and kernel drop counts) and lends a
+duplicate to the child. Finished UDP batches and HTTP
 replies arrive over a socket pair the loop reads as a stream; storing one
 is a remap of name ids and a ring write, whatever the number of points.
 
@@ -104,11 +106,12 @@ def learn_names(parsed: Parsed, chassis: IdMap, track: IdMap) -> None:
 
 
 class ParseProcess:
-    """Runs ``parse_worker``; stores its UDP batches and answers HTTP bodies with it."""
+    """Runs ``parse_worker``: stores its UDP batches (given a socket), answers
+    HTTP bodies through it (``ingest_http``)."""
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: socket.socket | None,
         ingestor: Ingestor,
         binary_handler: BinaryHandler | None = None,
         limits: WorkerLimits | None = None,

@@ -160,61 +160,93 @@ def parse_http(request: HttpRequest, interner: Interner) -> HttpReply:
     return HttpReply(request.ident, parse_decoded(decoded, interner))
 
 
-def run_worker(sock: socket.socket, conn: socket.socket, limits: WorkerLimits) -> None:
-    """Process entry point: work until the parent says stop or goes away."""
+def run_worker(sock: socket.socket | None, conn: socket.socket, limits: WorkerLimits) -> None:
+    """Process entry point: work until the parent says stop or goes away.
+
+    With no socket the process only parses what the parent sends (HTTP
+    bodies): a big body then never keeps the UDP socket undrained.
+
+    Datagrams are not read as they arrive: the first one opens a window of
+    ``flush_delay_s`` (the parent's requests are served meanwhile), then
+    the socket is drained in one go. The kernel queue does the batching, so
+    a flush costs one wake-up and one EAGAIN however many datagrams it
+    holds. While a drain stops at the flush limits (a backlog), the next
+    one starts at once, without a window.
+    """
     interner = Interner(limits.max_chassis, limits.max_tracks)
     parent = os.getppid()
-    sock.setblocking(False)
     conn.setblocking(True)
-    recv = sock.recv
-    pending: list[bytes] = []
-    pending_bytes = 0
-    deadline = 0.0
-    stopping = False
+    if sock is None:
+        _serve_only(conn, interner, parent)
+        return
+    sock.setblocking(False)
     sock_fd, conn_fd = sock.fileno(), conn.fileno()
-    watched = [sock_fd, conn_fd]
+    backlog = False
+    stopping = False
     while not stopping:
-        timeout = max(0.0, deadline - time.monotonic()) if pending else IDLE_CHECK_S
-        readable, _, _ = select.select(watched, [], [], timeout)
-        if conn_fd in readable:
-            message = read_frame(conn)
-            if isinstance(message, HttpRequest):
-                if not send_frame(conn, parse_http(message, interner)):
-                    return
-            else:  # Stop, or the parent closed its end
+        if backlog:
+            readable, _, _ = select.select([conn_fd], [], [], 0)
+            stopping = bool(readable) and not _serve(conn, interner)
+        else:
+            readable, _, _ = select.select([sock_fd, conn_fd], [], [], IDLE_CHECK_S)
+            if conn_fd in readable and not _serve(conn, interner):
                 stopping = True
-        if sock_fd in readable:
-            if not pending:
-                deadline = time.monotonic() + limits.flush_delay_s
-            while len(pending) < limits.max_pending and pending_bytes < limits.max_pending_bytes:
-                try:
-                    data = recv(MAX_DATAGRAM)
-                except OSError:  # EAGAIN, or an ICMP error reported once
-                    break
-                pending.append(data)
-                pending_bytes += len(data)
-        full = len(pending) >= limits.max_pending or pending_bytes >= limits.max_pending_bytes
-        if pending and (stopping or full or time.monotonic() >= deadline):
-            if not send_frame(conn, parse_datagrams(pending, interner)):
+            elif sock_fd in readable:
+                stopping = not _window(conn, conn_fd, interner, limits.flush_delay_s)
+            elif not readable and os.getppid() != parent:
                 return
-            pending, pending_bytes = [], 0
-        elif not pending and not readable and os.getppid() != parent:
+        batch, backlog = _drain(sock.recv, limits)
+        if batch and not send_frame(conn, parse_datagrams(batch, interner)):
             return
     # Whatever the kernel still holds was sent before the stop: take it too.
-    while batch := _drain(recv, limits):
-        if not send_frame(conn, parse_datagrams(batch, interner)):
+    while backlog:
+        batch, backlog = _drain(sock.recv, limits)
+        if batch and not send_frame(conn, parse_datagrams(batch, interner)):
             return
     conn.close()
 
 
-def _drain(recv: Callable[[int], bytes], limits: WorkerLimits) -> list[bytes]:
-    out: list[bytes] = []
-    while len(out) < limits.max_pending:
-        try:
-            out.append(recv(MAX_DATAGRAM))
-        except OSError:
+def _serve_only(conn: socket.socket, interner: Interner, parent: int) -> None:
+    while True:
+        readable, _, _ = select.select([conn], [], [], IDLE_CHECK_S)
+        if readable and not _serve(conn, interner):
             break
-    return out
+        if not readable and os.getppid() != parent:
+            return
+    conn.close()
+
+
+def _window(conn: socket.socket, conn_fd: int, interner: Interner, seconds: float) -> bool:
+    """Let datagrams queue for ``seconds``, serving the parent meanwhile;
+    False when the parent asked to stop or went away."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([conn_fd], [], [], left)
+        if readable and not _serve(conn, interner):
+            return False
+    return True
+
+
+def _serve(conn: socket.socket, interner: Interner) -> bool:
+    """Answer one message from the parent; False for a stop (or its end closed)."""
+    message = read_frame(conn)
+    if isinstance(message, HttpRequest):
+        return send_frame(conn, parse_http(message, interner))
+    return False
+
+
+def _drain(recv: Callable[[int], bytes], limits: WorkerLimits) -> tuple[list[bytes], bool]:
+    """Datagrams queued now, up to the flush limits; and whether more are left."""
+    out: list[bytes] = []
+    size = 0
+    while len(out) < limits.max_pending and size < limits.max_pending_bytes:
+        try:
+            data = recv(MAX_DATAGRAM)
+        except OSError:  # EAGAIN, or an ICMP error reported once
+            return out, False
+        out.append(data)
+        size += len(data)
+    return out, True
 
 
 def frame(message: object) -> bytes:

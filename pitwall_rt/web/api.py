@@ -39,6 +39,11 @@ from .keys import (
 )
 from .metrics import Exposition
 
+LOOP_PARSE_MAX_BYTES = 64 * 1024
+"""Bodies up to this size (about 250 points, well under a millisecond to
+parse) are parsed in the loop: a round trip to the parse process costs more
+than that. Bigger ones go to the parse process, so they never hold up the
+broadcast."""
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
 
@@ -147,11 +152,13 @@ async def laps(request: web.Request) -> web.Response:
 def _udp_counters(app: web.Application) -> dict[str, int | None]:
     udp = app.get(UDP)
     sock = app.get(UDP_SOCKET)
+    parser = app.get(PARSER)
     return {
         "datagrams": udp.stats.datagrams if udp else 0,
         "binary_datagrams": udp.stats.binary_datagrams if udp else 0,
         "kernel_drops": kernel_drops(sock) if sock else None,
         "receiver_restarts": udp.stats.receiver_restarts if udp else 0,
+        "http_parser_restarts": parser.stats.receiver_restarts if parser else 0,
     }
 
 
@@ -181,7 +188,7 @@ async def ingest(request: web.Request) -> web.Response:
     ndjson = request.content_type in NDJSON_TYPES
     parser = request.app.get(PARSER)
     try:
-        if parser is not None:
+        if parser is not None and len(body) > LOOP_PARSE_MAX_BYTES:
             result = await parser.ingest_http(body, ndjson)
         else:
             result = _ingest_here(request.app[INGESTOR], body, ndjson)
@@ -198,7 +205,7 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 def _ingest_here(ingestor: Ingestor, body: bytes, ndjson: bool) -> IngestResult:
-    """Parse and store a body in the loop (``INGEST_PARSER=loop``)."""
+    """Parse and store a body in the loop (a small one, or ``INGEST_PARSER=loop``)."""
     decoded = decode_body(body, ndjson)
     ingestor.stats.payloads["http"] += 1
     return ingestor.ingest_decoded(decoded, "http")
@@ -263,6 +270,11 @@ async def metrics(request: web.Request) -> web.Response:
         "pitwall_udp_receiver_restarts_total",
         "Times the UDP receiver process died and was started again.",
         [({}, udp["receiver_restarts"] or 0)],
+    )
+    out.counter(
+        "pitwall_http_parser_restarts_total",
+        "Times the HTTP body parse process died and was started again.",
+        [({}, udp["http_parser_restarts"] or 0)],
     )
     out.gauge("pitwall_uptime_seconds", "Seconds since start.", stats.uptime_s)
     f1: dict[str, Any] = app[F1].decoder.stats()

@@ -85,6 +85,7 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
     )
     app[TRACKS] = tracks
     app.cleanup_ctx.append(recording_context)
+    app.cleanup_ctx.append(http_parser_context)
     app.cleanup_ctx.append(udp_context)
     app.cleanup_ctx.append(broadcast_context)
     app.cleanup_ctx.append(compute_context)
@@ -133,16 +134,15 @@ async def recording_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def udp_context(app: web.Application) -> AsyncIterator[None]:
-    """Bind the UDP port and start receiving, in the parse process (which
-    also parses HTTP bodies) or in the loop (``INGEST_PARSER``); on the way
-    out stop and store what is pending."""
+    """Bind the UDP port and start receiving, in a parse process or in the
+    loop (``INGEST_PARSER``); on the way out stop and store what is pending."""
     settings = app[SETTINGS]
     sock = make_socket(settings.HOST, settings.UDP_PORT, settings.UDP_RCVBUF)
     receiver: UdpSource
     if settings.INGEST_PARSER == "process":
         parser = ParseProcess(sock, app[INGESTOR], binary_handler=app[F1])
         await parser.start()
-        app[PARSER] = receiver = parser
+        receiver = parser
     else:
         loop = asyncio.get_running_loop()
         _transport, receiver = await loop.create_datagram_endpoint(
@@ -160,6 +160,19 @@ async def stop_udp(app: web.Application) -> None:
     receiver = app.get(UDP)
     if receiver is not None:
         await receiver.close()
+
+
+async def http_parser_context(app: web.Application) -> AsyncIterator[None]:
+    """With ``INGEST_PARSER=process``, a parse process of its own for big
+    HTTP bodies; stopped after the HTTP server, so no body is left waiting."""
+    if app[SETTINGS].INGEST_PARSER != "process":
+        yield
+        return
+    parser = ParseProcess(None, app[INGESTOR])
+    await parser.start()
+    app[PARSER] = parser
+    yield
+    await parser.close()
 
 
 def _load_tracks(path: str) -> dict[str, Track]:
