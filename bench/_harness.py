@@ -116,7 +116,7 @@ def _role(pid: int, root: int) -> str:
     except OSError:
         return "other"
     if b"multiprocessing.spawn" in cmdline:
-        return "UDP receiver process"
+        return "parse processes"
     # The forkserver and the pool workers it forks share one command line;
     # the forkserver itself idles, so its seconds are the workers'.
     return "compute workers" if b"forkserver" in cmdline else "other"

@@ -30,7 +30,7 @@ from _harness import Server, cpu_seconds, datagrams, free_port, send_paced, tabl
 
 RCVBUF = 4 * 1024 * 1024
 CPU_RATE = {1: 50_000, 40: 100_000}  # steady rates for the CPU accounting, points/s
-ROLES = ("server (event loop)", "UDP receiver process", "compute workers")
+ROLES = ("server (event loop)", "parse processes", "compute workers")
 
 
 def _raw_receiver(
