@@ -53,6 +53,12 @@ FORMAT = "pitwall-recording/1"
 FLUSH_INTERVAL_S = 1.0
 OVERFLOW_FACTOR = 4
 """A buffer this many times ``max_buffer_points`` is written on the spot."""
+BATCH_ROWS = 8192
+"""Rows per record batch written. Compressing a batch holds the GIL, and the
+event loop waits for it: a 100k-point second written in one piece kept the
+loop waiting up to the 5 ms switch interval at a time, 8,192-row batches
+under 2 ms. Smaller batches cost more CPU per point (2,048: about a third
+more), for little gain."""
 SEGMENT_SUFFIX = ".arrows"
 _INT_TYPES = {"lap": pa.int32(), "gear": pa.int8()}
 _TIME = pa.timestamp("ns", tz="UTC")
@@ -324,7 +330,8 @@ class Recorder:
                 try:
                     segment = self._segment or self._open_segment()
                     before = segment.summary.bytes
-                    segment.write(self._builder.build(rows))
+                    for start in range(0, len(rows), BATCH_ROWS):
+                        segment.write(self._builder.build(rows[start : start + BATCH_ROWS]))
                 except OSError as exc:
                     self._fail(exc, len(rows))
                     return 0

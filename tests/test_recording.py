@@ -351,3 +351,20 @@ def test_recorder_past_its_limit_wakes_the_writer_task_instead_of_writing_in_the
     inline, waited, on_the_spot = asyncio.run(scenario())
     assert inline == 0 and waited < 30.0  # long before the 60 s interval
     assert on_the_spot == 2
+
+
+def test_recorder_writes_a_big_flush_as_several_record_batches_that_read_back_whole(
+    tmp_path: Path,
+) -> None:
+    from pitwall_rt.recording import BATCH_ROWS
+
+    tables = make_tables()
+    recorder = Recorder(tmp_path, tables)
+    rows = make_rows(tables, 2 * BATCH_ROWS + 5)
+    recorder.append(rows)
+    assert recorder.flush() == len(rows)
+    recorder.close()
+    segment = segment_paths(recorder.path)[0]
+    assert [b.num_rows for b in iter_batches(segment)] == [BATCH_ROWS, BATCH_ROWS, 5]
+    back, _ = table_to_rows(read_session(recorder.path))
+    assert back["lapdist_m"].tolist() == rows["lapdist_m"].tolist()
