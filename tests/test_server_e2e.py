@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from pitwall_rt.recording import read_session
+
 from .serverproc import REPO, UNIT_S, ServerProcess, running, wait_for
 from .wsclient import record
 
@@ -411,3 +413,24 @@ def test_server_big_http_body_is_parsed_and_answered_like_a_small_one(
     _, recent = server.get("/api/recent/2000")
     kept = [p["lapdist_m"] for p in recent if p["chassis"] == "BIG"]
     assert len(kept) == 998 + 898 and kept[:3] == [0.0, 1.0, 2.0]
+
+
+def test_ctrl_c_to_the_whole_process_group_stops_cleanly_and_keeps_the_last_points(
+    tmp_path: Path,
+) -> None:
+    """A terminal's Ctrl-C reaches the parse processes too: the server must
+    still take what they hold and stop them itself, not restart them."""
+    srv = ServerProcess(tmp_path).start()
+    try:
+        srv.send_udp(*(json.dumps(point("LAST", i)).encode() for i in range(100)))
+        wait_for(lambda: srv.health()["accepted"].get("udp") == 100, 5 * UNIT_S, "points")
+        assert len(_parse_child_pids(srv.proc.pid)) == 2  # type: ignore[union-attr]
+        os.killpg(srv.proc.pid, signal.SIGINT)  # type: ignore[union-attr]
+        assert srv.proc.wait(10 * UNIT_S) == 0  # type: ignore[union-attr]
+        log = srv.log()
+        assert "starting another" not in log and "Traceback" not in log
+        (session,) = (tmp_path / "data" / "sessions").iterdir()
+        recorded = read_session(session).column("chassis").to_pylist()
+        assert recorded.count("LAST") == 100  # the recorder's last flush ran
+    finally:
+        srv.stop()

@@ -9,6 +9,7 @@ process still exists and exits the worker when it doesn't.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -34,6 +35,11 @@ def _watch(server_pid: int) -> None:
 
 
 def init_worker(server_pid: int) -> None:
-    """ProcessPoolExecutor initializer (runs once in each worker)."""
+    """ProcessPoolExecutor initializer (runs once in each worker).
+
+    Ctrl-C in a terminal signals every process in the group; the server
+    shuts the pool down itself, so a worker ignores it rather than die
+    with a traceback mid-job."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch, args=(server_pid,), name="server-watch", daemon=True).start()
     infer.init_worker()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import signal
 import socket
 import struct
 import time
@@ -173,6 +174,11 @@ def run_worker(sock: socket.socket | None, conn: socket.socket, limits: WorkerLi
     holds. While a drain stops at the flush limits (a backlog), the next
     one starts at once, without a window.
     """
+    # Ctrl-C in a terminal signals the whole process group. The parent
+    # stops this process itself (a Stop, or its end closing) once it has
+    # taken what is pending, so the signals are left to it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     interner = Interner(limits.max_chassis, limits.max_tracks)
     parent = os.getppid()
     conn.setblocking(True)
