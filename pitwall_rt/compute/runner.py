@@ -58,6 +58,7 @@ import numpy as np
 from .. import fingerprint
 from ..model import infer
 from ..ring import RingBuffer
+from ..schema import concat_rows
 from ..strategy import RaceState, live_pit_windows
 from ..ticker import run_every
 from ..tracks import Track, resolve_track
@@ -243,7 +244,7 @@ class ComputeRunner:
             self.stats.points_lost += len(dropped)
 
     def _take_queue(self) -> np.ndarray:
-        rows = self._queued[0] if len(self._queued) == 1 else np.concatenate(self._queued)
+        rows = self._queued[0] if len(self._queued) == 1 else concat_rows(self._queued)
         self._queued.clear()
         self._queued_rows = 0
         return rows
