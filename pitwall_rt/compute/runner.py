@@ -92,36 +92,34 @@ class ComputeStats:
     batches_failed: int = 0
     late_rows: int = 0
     duplicate_rows: int = 0
-    last_ms: float = 0.0
-    max_ms: float = 0.0
     insights_sent: int = 0
     windows: int = 0
     predictions: int = 0
     coaching_alerts: int = 0
     infer_max_ms: float = 0.0
     strategy_max_ms: float = 0.0
-    pool_p50_ms: float = 0.0
-    pool_p99_ms: float = 0.0
     job_max_ms: float = 0.0
     pit_jobs: int = 0
     pit_windows: int = 0
     pit_jobs_retried: int = 0
     pit_jobs_failed: int = 0
-    pit_last_ms: float = 0.0
-    pit_p50_ms: float = 0.0
-    pit_max_ms: float = 0.0
 
 
 class Timings:
-    """The latest job times (ms), bounded, for the p50/p99 figures in health."""
+    """Job times (ms): the last, the longest, and the latest ``kept`` for the
+    percentiles in health, which are worked out when health asks, not per job."""
 
     def __init__(self, kept: int = TIMINGS_KEPT) -> None:
         self._ms = np.zeros(kept)
         self._n = 0
+        self.last_ms = 0.0
+        self.max_ms = 0.0
 
     def add(self, ms: float) -> None:
         self._ms[self._n % len(self._ms)] = ms
         self._n += 1
+        self.last_ms = ms
+        self.max_ms = max(self.max_ms, ms)
 
     def percentile(self, q: float) -> float:
         if self._n == 0:
@@ -214,6 +212,19 @@ class ComputeRunner:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
+    def timings(self) -> dict[str, float]:
+        """Pool times for health: the tick job's and the pit-window job's."""
+        pool, pit = self._pool_ms, self._pit_ms
+        return {
+            "last_ms": round(pool.last_ms, 3),
+            "max_ms": round(pool.max_ms, 3),
+            "pool_p50_ms": pool.percentile(50),
+            "pool_p99_ms": pool.percentile(99),
+            "pit_last_ms": pit.last_ms,
+            "pit_p50_ms": pit.percentile(50),
+            "pit_max_ms": pit.max_ms,
+        }
+
     def worker_pids(self) -> list[int]:
         return [p.pid for p in (self.pool._processes or {}).values() if p.pid]
 
@@ -257,12 +268,7 @@ class ComputeRunner:
         tracks = self._track_table(np.unique(rows["track"]).tolist())
         started = time.perf_counter()
         outcome = await self._in_pool(tick_job, rows, tracks, carries, self.intel_options)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        self.stats.last_ms = elapsed_ms
-        self.stats.max_ms = max(self.stats.max_ms, elapsed_ms)
-        self._pool_ms.add(elapsed_ms)
-        self.stats.pool_p50_ms = self._pool_ms.percentile(50)
-        self.stats.pool_p99_ms = self._pool_ms.percentile(99)
+        self._pool_ms.add((time.perf_counter() - started) * 1000.0)
         if outcome.retried:
             self.stats.batches_retried += 1
         if not outcome.ok:
@@ -312,12 +318,8 @@ class ComputeRunner:
             races, self._pit_pending = self._pit_pending, {}
             started = time.perf_counter()
             outcome = await self._in_pool(self.pit_job, races, self.intel_options)
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            self._pit_ms.add((time.perf_counter() - started) * 1000.0)
             self.stats.pit_jobs += 1
-            self.stats.pit_last_ms = elapsed_ms
-            self.stats.pit_max_ms = max(self.stats.pit_max_ms, elapsed_ms)
-            self._pit_ms.add(elapsed_ms)
-            self.stats.pit_p50_ms = self._pit_ms.percentile(50)
             if outcome.retried:
                 self.stats.pit_jobs_retried += 1
             if not outcome.ok:

@@ -113,11 +113,7 @@ def _compute_counters(app: web.Application) -> dict[str, object]:
     runner = app.get(COMPUTE)
     if runner is None:
         return {}
-    stats = vars(runner.stats).copy()
-    stats["last_ms"] = round(runner.stats.last_ms, 3)
-    stats["max_ms"] = round(runner.stats.max_ms, 3)
-    stats["workers"] = runner.workers
-    return stats
+    return {**vars(runner.stats), **runner.timings(), "workers": runner.workers}
 
 
 async def sessions(request: web.Request) -> web.Response:
