@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import POINT_DTYPE
+from .schema import POINT_DTYPE, concat_rows
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class RingBuffer:
         if start + n <= self.capacity:
             return self._data[start : start + n].copy()
         head = self._data[start:]
-        return np.concatenate((head, self._data[: n - len(head)]))
+        return concat_rows((head, self._data[: n - len(head)]))
 
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` points (fewer if the ring holds fewer), oldest first."""
