@@ -14,6 +14,10 @@ from typing import Any
 import orjson
 
 _loads = orjson.loads
+
+# First bytes of a JSON payload; anything else (an F1 packet starts with its
+# little-endian packet format, 0xE8 0x07 for 2024) is binary.
+JSON_START = frozenset([b"{", b"[", b" ", b"\t", b"\r", b"\n", b""])
 _JSONDecodeError = orjson.JSONDecodeError
 
 
@@ -34,6 +38,14 @@ class Decoded:
     @property
     def failed(self) -> int:
         return sum(self.errors.values())
+
+
+def split_json(datagrams: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """The datagrams that start like JSON, and the rest (F1 packets, garbage)."""
+    json_payloads = [d for d in datagrams if d[:1] in JSON_START]
+    if len(json_payloads) == len(datagrams):
+        return datagrams, []
+    return json_payloads, [d for d in datagrams if d[:1] not in JSON_START]
 
 
 class BodyError(ValueError):

@@ -37,8 +37,6 @@ class F1Ingest:
             checked = rows_from_columns(
                 batch.columns, batch.chassis, batch.track, self.ingestor.tables, now
             )
-            if checked.rejected:
-                self.ingestor.stats.count_rejections("f1", checked.reasons)
-            self.ingestor.store(checked.rows, "f1")
+            self.ingestor.accept(checked.rows, "f1", checked.reasons)
         if garbage:
             self.ingestor.stats.count_rejections("udp", {"bad_datagram": garbage})

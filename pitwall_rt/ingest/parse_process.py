@@ -38,7 +38,7 @@ from .parse_worker import (
     run_worker,
 )
 from .pipeline import Ingestor, IngestResult
-from .udp import BinaryHandler, UdpStats
+from .udp import BinaryHandler, UdpStats, pass_binary
 
 log = logging.getLogger(__name__)
 
@@ -201,16 +201,11 @@ class ParseProcess:
 
     def _store(self, parsed: Parsed, source: str) -> tuple[int, int]:
         """Count and store parsed rows; returns (accepted, rejected)."""
-        stats = self.ingestor.stats
-        if parsed.empty_payloads:
-            stats.empty_payloads[source] += parsed.empty_payloads
         rows, dropped = remap(parsed, *self._ids)
         reasons = parsed.reasons
         for reason, count in dropped.items():
             reasons[reason] = reasons.get(reason, 0) + count
-        if reasons:
-            stats.count_rejections(source, reasons)
-        self.ingestor.store(rows, source)
+        self.ingestor.accept(rows, source, reasons, parsed.empty_payloads)
         return len(rows), sum(reasons.values())
 
     def store_udp(self, batch: UdpBatch) -> None:
@@ -221,11 +216,7 @@ class ParseProcess:
         self.ingestor.stats.payloads["udp"] += batch.json_payloads
         self._store(batch.parsed, "udp")
         if batch.binary:
-            self.stats.binary_datagrams += len(batch.binary)
-            if self.binary_handler is not None:
-                self.binary_handler(batch.binary)
-            else:
-                self.ingestor.stats.count_rejections("udp", {"unknown_binary": len(batch.binary)})
+            pass_binary(batch.binary, self.binary_handler, self.stats, self.ingestor)
 
     async def ingest_http(self, body: bytes, ndjson: bool) -> IngestResult:
         """Parse an HTTP body in the child and store it.

@@ -29,18 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from ..payload import BodyError, Decoded, decode_body, decode_payloads
-from ..schema import StringTable, empty_rows
-from ..validate import Tables, validate_points
-
-# First bytes of a JSON payload; anything else (an F1 packet starts with its
-# little-endian packet format, 0xE8 0x07 for 2024) is binary.
-JSON_START = frozenset([b"{", b"[", b" ", b"\t", b"\r", b"\n", b""])
+from ..payload import BodyError, Decoded, decode_body, decode_payloads, split_json
+from ..schema import StringTable
+from ..validate import Tables
+from .pipeline import check_decoded
 
 FRAME_HEADER = struct.Struct("!I")
 IDLE_CHECK_S = 0.5
 MAX_DATAGRAM = 65536
-MAX_ERRORS = 5
 
 
 @dataclass
@@ -125,25 +121,16 @@ class Interner:
 
 def parse_decoded(decoded: Decoded, interner: Interner) -> Parsed:
     """Validate decoded values into rows. Pure apart from interning."""
-    reasons = dict(decoded.errors)
-    errors = list(decoded.first_errors)
-    rows = empty_rows(0)
-    if decoded.values:
-        checked = validate_points(decoded.values, interner.tables, time.time())
-        rows = checked.rows
-        for reason, count in checked.reasons.items():
-            reasons[reason] = reasons.get(reason, 0) + count
-        errors += checked.first_errors
+    checked = check_decoded(decoded, interner.tables, time.time())
     chassis, tracks = interner.fresh()
-    return Parsed(rows, chassis, tracks, reasons, errors[:MAX_ERRORS], decoded.empty)
+    return Parsed(
+        checked.rows, chassis, tracks, checked.reasons, checked.first_errors, checked.empty_payloads
+    )
 
 
 def parse_datagrams(datagrams: list[bytes], interner: Interner) -> UdpBatch:
     """One flush: JSON datagrams validated, binary ones passed through."""
-    json_payloads = [d for d in datagrams if d[:1] in JSON_START]
-    binary = []
-    if len(json_payloads) < len(datagrams):
-        binary = [d for d in datagrams if d[:1] not in JSON_START]
+    json_payloads, binary = split_json(datagrams)
     return UdpBatch(
         parsed=parse_decoded(decode_payloads(json_payloads), interner),
         datagrams=len(datagrams),

@@ -16,11 +16,13 @@ import numpy as np
 
 from ..payload import Decoded, decode_payloads
 from ..ring import RingBuffer
-from ..schema import SOURCE_ID
+from ..schema import SOURCE_ID, empty_rows
 from ..stats import IngestStats
 from ..validate import Tables, validate_points
 
 RowsListener = Callable[[np.ndarray], None]
+MAX_ERRORS = 5
+"""Readable rejection messages returned to a sender."""
 
 
 @dataclass
@@ -55,24 +57,24 @@ class Ingestor:
         return self.ingest_decoded(decoded, source)
 
     def ingest_decoded(self, decoded: Decoded, source: str) -> IngestResult:
-        if decoded.empty:
-            self.stats.empty_payloads[source] += decoded.empty
-        result = self.ingest_values(decoded.values, source)
-        if decoded.errors:
-            self.stats.count_rejections(source, decoded.errors)
-            result.rejected += decoded.failed
-            result.errors = (decoded.first_errors + result.errors)[:5]
-        return result
+        checked = check_decoded(decoded, self.tables, self.clock())
+        self.accept(checked.rows, source, checked.reasons, checked.empty_payloads)
+        return IngestResult(len(checked.rows), checked.rejected, checked.first_errors)
 
     def ingest_values(self, values: list[Any], source: str) -> IngestResult:
         """Validate decoded values (dicts) and store the good ones."""
-        if not values:
-            return IngestResult()
-        checked = validate_points(values, self.tables, self.clock())
-        if checked.rejected:
-            self.stats.count_rejections(source, checked.reasons)
-        self.store(checked.rows, source)
-        return IngestResult(len(checked.rows), checked.rejected, checked.first_errors)
+        return self.ingest_decoded(Decoded(values=values), source)
+
+    def accept(
+        self, rows: np.ndarray, source: str, reasons: dict[str, int], empty_payloads: int = 0
+    ) -> None:
+        """Count what a parser made of a batch and store its rows: the one place
+        parsed points are accounted, whichever process or decoder parsed them."""
+        if empty_payloads:
+            self.stats.empty_payloads[source] += empty_payloads
+        if reasons:
+            self.stats.count_rejections(source, reasons)
+        self.store(rows, source)
 
     def store(self, rows: np.ndarray, source: str) -> None:
         """Write already-valid rows (from a decoder that built them itself)."""
@@ -83,3 +85,32 @@ class Ingestor:
         self.stats.accepted[source] += len(rows)
         for listener in self.listeners:
             listener(rows)
+
+
+@dataclass
+class Checked:
+    """Decoded values after validation: rows, and every rejection by reason
+    (payloads that were not JSON and points that failed a check alike)."""
+
+    rows: np.ndarray
+    reasons: dict[str, int] = field(default_factory=dict)
+    first_errors: list[str] = field(default_factory=list)
+    empty_payloads: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.reasons.values())
+
+
+def check_decoded(decoded: Decoded, tables: Tables, now_s: float) -> Checked:
+    """Validate what a decoder read. Pure apart from interning names."""
+    reasons = dict(decoded.errors)
+    errors = list(decoded.first_errors)
+    rows = empty_rows(0)
+    if decoded.values:
+        checked = validate_points(decoded.values, tables, now_s)
+        rows = checked.rows
+        for reason, count in checked.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        errors += checked.first_errors
+    return Checked(rows, reasons, errors[:MAX_ERRORS], decoded.empty)

@@ -260,9 +260,7 @@ class S3Poller:
     def _validate_and_store(self, batch: PointBatch) -> None:
         tables, now = self.ingestor.tables, self.clock()
         checked = rows_from_columns(batch.columns, batch.chassis, batch.track, tables, now)
-        if checked.rejected:
-            self.ingestor.stats.count_rejections(SOURCE, checked.reasons)
-        self.ingestor.store(checked.rows, SOURCE)
+        self.ingestor.accept(checked.rows, SOURCE, checked.reasons)
         self.counts["points"] += len(batch)
 
     def _finish(self, obj: S3Object, reader: CsvReader, progress: _Progress, took_s: float) -> None:

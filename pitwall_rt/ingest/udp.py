@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
-from .parse_worker import JSON_START
+from ..payload import split_json
 from .pipeline import Ingestor
 
 log = logging.getLogger(__name__)
@@ -105,16 +105,22 @@ class UdpReceiver(asyncio.DatagramProtocol):
             return
         self.stats.flushes += 1
         self.stats.datagrams += len(batch)
-        binary = [d for d in batch if d[:1] not in JSON_START]
+        batch, binary = split_json(batch)
         if binary:
-            batch = [d for d in batch if d[:1] in JSON_START]
-            self.stats.binary_datagrams += len(binary)
-            if self.binary_handler is not None:
-                self.binary_handler(binary)
-            else:
-                self.ingestor.stats.count_rejections("udp", {"unknown_binary": len(binary)})
+            pass_binary(binary, self.binary_handler, self.stats, self.ingestor)
         if batch:
             self.ingestor.ingest_payloads(batch, "udp")
+
+
+def pass_binary(
+    binary: list[bytes], handler: BinaryHandler | None, stats: UdpStats, ingestor: Ingestor
+) -> None:
+    """Hand non-JSON datagrams to the F1 decoder, or count them unknown."""
+    stats.binary_datagrams += len(binary)
+    if handler is not None:
+        handler(binary)
+    else:
+        ingestor.stats.count_rejections("udp", {"unknown_binary": len(binary)})
 
 
 def make_socket(host: str, port: int, rcvbuf_bytes: int) -> socket.socket:
