@@ -110,7 +110,7 @@ def test_parse_http_refuses_an_unreadable_body_and_keeps_good_ndjson_lines() -> 
 
 
 def _parsed(rows: np.ndarray, chassis: list[str], tracks: list[str]) -> Parsed:
-    return Parsed(rows, chassis, tracks)
+    return Parsed(rows, new_chassis=chassis, new_tracks=tracks)
 
 
 def _remap(parsed: Parsed, chassis: IdMap, track: IdMap) -> tuple[np.ndarray, dict[str, int]]:

@@ -27,12 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..payload import BodyError, Decoded, decode_body, decode_payloads, split_json
 from ..schema import StringTable
 from ..validate import Tables
-from .pipeline import check_decoded
+from .pipeline import Checked, check_decoded
 
 FRAME_HEADER = struct.Struct("!I")
 IDLE_CHECK_S = 0.5
@@ -40,19 +38,12 @@ MAX_DATAGRAM = 65536
 
 
 @dataclass
-class Parsed:
-    """Validated rows and everything the parent must count about them."""
+class Parsed(Checked):
+    """Checked rows, with the names this process interned since its last
+    message: the parent needs them to map the rows' local name ids."""
 
-    rows: np.ndarray
-    new_chassis: list[str]
-    new_tracks: list[str]
-    reasons: dict[str, int] = field(default_factory=dict)
-    first_errors: list[str] = field(default_factory=list)
-    empty_payloads: int = 0
-
-    @property
-    def rejected(self) -> int:
-        return sum(self.reasons.values())
+    new_chassis: list[str] = field(default_factory=list)
+    new_tracks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -123,9 +114,7 @@ def parse_decoded(decoded: Decoded, interner: Interner) -> Parsed:
     """Validate decoded values into rows. Pure apart from interning."""
     checked = check_decoded(decoded, interner.tables, time.time())
     chassis, tracks = interner.fresh()
-    return Parsed(
-        checked.rows, chassis, tracks, checked.reasons, checked.first_errors, checked.empty_payloads
-    )
+    return Parsed(**vars(checked), new_chassis=chassis, new_tracks=tracks)
 
 
 def parse_datagrams(datagrams: list[bytes], interner: Interner) -> UdpBatch:
