@@ -196,8 +196,10 @@ class ParseProcess:
             await asyncio.to_thread(self._proc.join, 1.0)
             code = self._proc.exitcode
         log.error("parse process exited (code %s); starting another", code)
-        self.stats.receiver_restarts += 1
         await self.start()
+        # Counted once the new child is taking work, so a restart seen in
+        # health means bodies are accepted again.
+        self.stats.receiver_restarts += 1
 
     def _store(self, parsed: Parsed, source: str) -> tuple[int, int]:
         """Count and store parsed rows; returns (accepted, rejected)."""
