@@ -336,9 +336,16 @@ def test_server_metrics_expose_loss_at_every_hop(server: ServerProcess) -> None:
         "pitwall_f1_frame_gaps_total",
         "pitwall_recording_points_lost_total",
         "pitwall_compute_points_lost_total",
+        "pitwall_loop_cpu_wait_seconds_total",
     ):
         assert f"# TYPE {name} counter" in text, name
-    assert "dropped_per_client" in server.health()["websocket"]
+    health = server.health()
+    assert "dropped_per_client" in health["websocket"]
+    loop = health["loop"]
+    assert loop["cpu_wait_known"] is sys.platform.startswith("linux")
+    assert 0 <= loop["max_own_lag_ms"] <= loop["max_lag_ms"]
+    assert 0 <= loop["own_stalls_over_5ms"] <= loop["stalls_over_5ms"]
+    assert "# TYPE pitwall_loop_max_own_lag_ms gauge" in text
 
 
 def _parse_child_pids(server_pid: int) -> list[int]:

@@ -105,6 +105,10 @@ def health_counters(app: web.Application) -> dict[str, object]:
             "max_lag_ms": round(app[LOOP_STATS].max_lag_ms, 3),
             "last_lag_ms": round(app[LOOP_STATS].last_lag_ms, 3),
             "stalls_over_5ms": app[LOOP_STATS].stalls_over_5ms,
+            "max_own_lag_ms": round(app[LOOP_STATS].max_own_lag_ms, 3),
+            "own_stalls_over_5ms": app[LOOP_STATS].own_stalls_over_5ms,
+            "cpu_wait_ms": round(app[LOOP_STATS].cpu_wait_ms, 1),
+            "cpu_wait_known": app[LOOP_STATS].cpu_wait_known,
         },
     }
 
@@ -304,8 +308,17 @@ async def metrics(request: web.Request) -> web.Response:
     if S3 in app:
         for name, kind, help_text, samples in app[S3].metric_samples():
             out.add(name, kind, help_text, samples)
+    loop = app[LOOP_STATS]
+    out.gauge("pitwall_loop_max_lag_ms", "Longest event-loop stall seen, ms.", loop.max_lag_ms)
     out.gauge(
-        "pitwall_loop_max_lag_ms", "Longest event-loop stall seen, ms.", app[LOOP_STATS].max_lag_ms
+        "pitwall_loop_max_own_lag_ms",
+        "Longest event-loop stall less its wait for a CPU core, ms.",
+        loop.max_own_lag_ms,
+    )
+    out.counter(
+        "pitwall_loop_cpu_wait_seconds_total",
+        "Time the event-loop thread waited for a CPU core.",
+        [({}, loop.cpu_wait_ms / 1000.0)],
     )
     compute = app[COMPUTE].stats
     out.counter("pitwall_compute_batches_total", "Compute batches merged.", [({}, compute.batches)])
