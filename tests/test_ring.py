@@ -6,6 +6,8 @@ can be checked against the exact sequences it should return.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -186,3 +188,25 @@ def test_ring_matches_a_list_model_under_random_writes_and_reads(
         assert ring.written == len(model.all)
         assert ring.size == len(model.held())
         assert ring.overwritten == len(model.all) - len(model.held())
+
+
+def _resident_bytes(start: int, size: int) -> int:
+    """Resident bytes of the mappings overlapping ``[start, start + size)``,
+    from /proc/self/smaps (an allocation can span more than one mapping)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo < start + size and start < hi
+            elif inside and head == "Rss:":
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_ring_memory_is_resident_from_start_up() -> None:
+    # 8 MB: well past malloc's mmap threshold, so the ring is a mapping of its own.
+    ring = RingBuffer(8_000_000 // POINT_DTYPE.itemsize)
+    assert _resident_bytes(ring._data.ctypes.data, ring.nbytes) >= ring.nbytes
