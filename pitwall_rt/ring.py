@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import POINT_DTYPE, concat_rows
+from .schema import POINT_DTYPE, RECORD_DTYPE, as_records
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class RingBuffer:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self._data = np.zeros(capacity, dtype=dtype)
+        # Rows move in and out as opaque records: see schema.RECORD_DTYPE.
+        self._records = self._data.view(RECORD_DTYPE) if dtype == POINT_DTYPE else self._data
         self._touch()
         self._written = 0
 
@@ -84,23 +86,27 @@ class RingBuffer:
             self._written += n - self.capacity
             rows = rows[n - self.capacity :]
             n = self.capacity
+        target = self._data
+        if rows.dtype == POINT_DTYPE and self._records is not self._data:
+            rows, target = as_records(rows), self._records
         start = self._written % self.capacity
         first = min(n, self.capacity - start)
-        self._data[start : start + first] = rows[:first]
+        target[start : start + first] = rows[:first]
         if first < n:
-            self._data[: n - first] = rows[first:]
+            target[: n - first] = rows[first:]
         self._written += n
 
     def _copy_range(self, begin: int, end: int) -> np.ndarray:
         """Copy of sequences [begin, end), which must all still be held."""
-        n = end - begin
-        if n <= 0:
-            return self._data[:0].copy()
+        n = max(0, end - begin)
         start = begin % self.capacity
         if start + n <= self.capacity:
-            return self._data[start : start + n].copy()
-        head = self._data[start:]
-        return concat_rows((head, self._data[: n - len(head)]))
+            out = self._records[start : start + n].copy()
+        else:
+            out = np.concatenate(
+                (self._records[start:], self._records[: start + n - self.capacity])
+            )
+        return out.view(self._data.dtype)
 
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` points (fewer if the ring holds fewer), oldest first."""

@@ -34,6 +34,7 @@ from .schema import (
     StringTable,
     TableFullError,
     empty_rows,
+    take_rows,
 )
 
 _NONE = type(None)
@@ -137,7 +138,7 @@ def _finish(rows: np.ndarray, rej: _Rejector) -> Validated:
     reasons = {code: int(c) for code, c in zip(rej.codes, counts, strict=True) if c}
     messages = [f"point {i}: {msg}" for i, msg in sorted(rej.messages.items())]
     return Validated(
-        rows=rows[~rej.bad],
+        rows=take_rows(rows, ~rej.bad),
         rejected=int(rej.bad.sum()),
         reasons=reasons,
         first_errors=messages[: rej.max_messages],

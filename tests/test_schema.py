@@ -1,10 +1,19 @@
-"""pitwall_rt.schema: joining stored rows."""
+"""pitwall_rt.schema: making, copying, selecting and joining stored rows."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pitwall_rt.schema import NUMERIC_FIELDS, POINT_DTYPE, concat_rows, empty_rows
+from pitwall_rt.schema import (
+    NUMERIC_FIELDS,
+    POINT_DTYPE,
+    concat_rows,
+    copy_rows,
+    empty_rows,
+    take_rows,
+)
+
+ALL_FIELDS = ("t", "recv_t", "chassis", "track", "source", *NUMERIC_FIELDS)
 
 
 def _rows(n: int, start: int) -> np.ndarray:
@@ -22,11 +31,54 @@ def test_concat_rows_equals_numpys_concatenate_field_for_field() -> None:
     joined = concat_rows(parts)
     expected = np.concatenate(parts)
     assert joined.dtype == POINT_DTYPE and len(joined) == len(expected) == 58
-    for name in ("t", "recv_t", "chassis", "track", "source", *NUMERIC_FIELDS):
-        np.testing.assert_array_equal(joined[name], expected[name])
+    _assert_same_rows(joined, expected)
 
 
 def test_concat_rows_of_nothing_and_of_another_dtype() -> None:
     assert len(concat_rows([])) == 0 and concat_rows([]).dtype == POINT_DTYPE
     other = np.zeros(2, dtype=[("t", "f8")])
     assert concat_rows([other, other])["t"].tolist() == [0.0] * 4
+
+
+def _assert_same_rows(got: np.ndarray, expected: np.ndarray) -> None:
+    assert got.dtype == POINT_DTYPE and len(got) == len(expected)
+    for name in ALL_FIELDS:
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_empty_rows_are_nan_in_every_numeric_field_and_zero_elsewhere() -> None:
+    rows = empty_rows(4)
+    assert rows.dtype == POINT_DTYPE and len(rows) == 4
+    for name in NUMERIC_FIELDS:
+        assert np.isnan(rows[name]).all(), name
+    for name in ("t", "recv_t", "chassis", "track", "source"):
+        assert (rows[name] == 0).all(), name
+    rows["speed_kmh"] = 1.0  # each call is a fresh block
+    assert np.isnan(empty_rows(4)["speed_kmh"]).all()
+    assert len(empty_rows(0)) == 0
+
+
+def test_copy_rows_is_an_independent_equal_copy() -> None:
+    rows = _rows(9, 3)
+    copied = copy_rows(rows)
+    _assert_same_rows(copied, rows)
+    rows["speed_kmh"] = -1.0
+    assert not (copied["speed_kmh"] == -1.0).any()
+    strided = _rows(20, 0)[1::4]
+    _assert_same_rows(copy_rows(strided), strided.copy())
+
+
+def test_take_rows_equals_structured_indexing_by_mask_and_by_index() -> None:
+    rows = _rows(30, 100)
+    mask = rows["chassis"] % 2 == 0
+    _assert_same_rows(take_rows(rows, mask), rows[mask])
+    index = np.array([29, 0, 5, 5])
+    _assert_same_rows(take_rows(rows, index), rows[index])
+    assert len(take_rows(rows, np.zeros(30, dtype=bool))) == 0
+
+
+def test_copy_and_take_of_another_dtype_take_the_general_path() -> None:
+    other = np.zeros(3, dtype=[("t", "f8"), ("k", "i4")])
+    other["k"] = [1, 2, 3]
+    assert copy_rows(other)["k"].tolist() == [1, 2, 3]
+    assert take_rows(other, np.array([2, 0]))["k"].tolist() == [3, 1]

@@ -37,7 +37,7 @@ import orjson
 
 from ..points import decimate, rows_to_points
 from ..ring import RingBuffer
-from ..schema import empty_rows
+from ..schema import as_records, empty_rows, take_rows
 from ..ticker import run_every
 from ..validate import Tables
 from .frames import text_frame
@@ -217,7 +217,7 @@ class Hub:
         # np.unique on the reversed ids gives each chassis' last occurrence.
         unique, first_from_end = np.unique(ids[::-1], return_index=True)
         last = len(ids) - 1 - first_from_end
-        self._latest[unique] = rows[last]
+        as_records(self._latest)[unique] = as_records(rows)[last]
         self._has_latest[unique] = True
 
     def _broadcast_telemetry(self, rows: np.ndarray) -> None:
@@ -228,14 +228,20 @@ class Hub:
         batches: dict[bool, tuple[np.ndarray, ChassisIndex | None]] = {}
         for (chassis, full_rate), members in groups.items():
             if full_rate not in batches:
-                kept = rows if full_rate else rows[decimate(rows["chassis"], self.max_points)]
+                kept = (
+                    rows
+                    if full_rate
+                    else take_rows(rows, decimate(rows["chassis"], self.max_points))
+                )
                 batches[full_rate] = (kept, None)
             selected, index = batches[full_rate]
             if chassis is not None:
                 if index is None:
                     index = ChassisIndex(selected["chassis"])
                     batches[full_rate] = (selected, index)
-                selected = selected[index.select(map(self.tables.chassis.lookup, chassis))]
+                selected = take_rows(
+                    selected, index.select(map(self.tables.chassis.lookup, chassis))
+                )
             if len(selected):
                 self._fan_out(self._telemetry_frame(selected), members)
 
@@ -243,7 +249,7 @@ class Hub:
         if chassis is None:
             return rows
         ids = [i for i in map(self.tables.chassis.lookup, chassis) if i is not None]
-        return rows[np.isin(rows["chassis"], ids)]
+        return take_rows(rows, np.isin(rows["chassis"], ids))
 
     def _telemetry_frame(self, rows: np.ndarray, **extra: Any) -> bytes:
         points = rows_to_points(rows, self.tables.chassis, self.tables.track)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..model import features as wf  # a module object: safe in the compute <-> model cycle
+from ..schema import take_rows
 from .aggregate import json_float
 from .laps import (
     ChassisState,
@@ -105,7 +106,7 @@ def compute_batch(
     result = BatchResult(rows=len(rows))
     if len(rows) == 0:
         return result
-    ordered = rows[np.lexsort((rows["t"], rows["chassis"]))]
+    ordered = take_rows(rows, np.lexsort((rows["t"], rows["chassis"])))
     chassis = ordered["chassis"]
     starts = np.flatnonzero(np.concatenate(([True], chassis[1:] != chassis[:-1])))
     per_car = [

@@ -37,6 +37,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from ..schema import take_rows
 from ..tracks import OVERSHOOT_TOLERANCE_M
 from .aggregate import EMPTY, Partial, SectorRolling, json_float, merge, segment_partials
 from .physics import PhysicsCarry, PointPhysics, point_physics, point_physics_runs
@@ -265,7 +266,7 @@ def fresh_rows(
     keep[starts[1:]] = np.isfinite(t[starts[1:]]) & ~(t[starts[1:]] <= last_t[starts[1:]])
     n_late = np.add.reduceat(late, starts, dtype=np.intp).tolist()
     n_kept = np.add.reduceat(keep, starts, dtype=np.intp)
-    kept = rows[keep]
+    kept = take_rows(rows, keep)
     kept_starts = np.concatenate(([0], np.cumsum(n_kept)[:-1]))
     carries = [st.physics for st in states]
     phys, after = point_physics_runs(kept, kept_starts, carries)

@@ -25,7 +25,7 @@ from multiprocessing.process import BaseProcess
 import numpy as np
 
 from ..payload import BodyError
-from ..schema import StringTable, TableFullError
+from ..schema import StringTable, TableFullError, take_rows
 from .parse_worker import (
     FRAME_HEADER,
     HttpReply,
@@ -94,7 +94,7 @@ def remap(parsed: Parsed, chassis: IdMap, track: IdMap) -> tuple[np.ndarray, dic
     dropped = {"table_full:chassis": int(no_chassis.sum()), "table_full:track": int(no_track.sum())}
     if not any(dropped.values()):
         return rows, {}
-    return rows[~(no_chassis | no_track)], {k: v for k, v in dropped.items() if v}
+    return take_rows(rows, ~(no_chassis | no_track)), {k: v for k, v in dropped.items() if v}
 
 
 def learn_names(parsed: Parsed, chassis: IdMap, track: IdMap) -> None:
