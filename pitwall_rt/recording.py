@@ -44,7 +44,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .points import iso_times
-from .schema import INT_FIELDS, NUMERIC_FIELDS, POINT_DTYPE, SOURCES, StringTable, concat_rows
+from .rowchunks import RowChunks
+from .schema import INT_FIELDS, NUMERIC_FIELDS, POINT_DTYPE, SOURCES, StringTable
 from .validate import Tables
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,9 @@ class _Segment:
         self.opened_mono_s = opened_mono_s
         self.summary = SegmentSummary()
         self._sink = pa.OSFile(str(path), "wb")  # unbuffered: each batch reaches the kernel
-        options = pa.ipc.IpcWriteOptions(compression=compression)
+        # Compress in the writer thread itself: Arrow's own pool would put
+        # two more busy threads on a two-core machine, beside the event loop.
+        options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
         self._writer = pa.ipc.new_stream(self._sink, SCHEMA, options=options)
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -287,8 +290,8 @@ class Recorder:
         self.monotonic = monotonic
         self.stats = RecorderStats()
         self._builder = BatchBuilder(tables)
-        self._buffer: list[np.ndarray] = []
-        self._buffered = 0
+        # Whole chunks of BATCH_ROWS: each is one record batch when written.
+        self._buffer = RowChunks(BATCH_ROWS, max_spare=max_buffer_points // BATCH_ROWS + 2)
         self._segment: _Segment | None = None
         self._lock = threading.Lock()  # one writer at a time: flush task vs overflow/close
         self._closed = False
@@ -298,48 +301,50 @@ class Recorder:
     @property
     def buffered(self) -> int:
         """Points accepted but not yet written."""
-        return self._buffered
+        return len(self._buffer)
 
     def append(self, rows: np.ndarray) -> None:
         """Ingest listener: keep a copy of the batch (the caller may reuse its array)."""
         if self._closed or not len(rows):
             return
-        self._buffer.append(rows.copy())
-        self._buffered += len(rows)
-        if self._buffered >= self.max_buffer_points:
-            if self._buffered >= OVERFLOW_FACTOR * self.max_buffer_points or not self._running:
+        self._buffer.append(rows)
+        buffered = len(self._buffer)
+        if buffered >= self.max_buffer_points:
+            if buffered >= OVERFLOW_FACTOR * self.max_buffer_points or not self._running:
                 self.flush()
             else:
                 self._full.set()
 
-    def _take(self) -> np.ndarray:
-        """The buffered rows as one array, leaving the buffer empty (loop thread)."""
-        buffer, self._buffer, self._buffered = self._buffer, [], 0
-        if len(buffer) == 1:
-            return buffer[0]
-        return concat_rows(buffer) if buffer else self._builder.empty
+    def _take(self) -> list[np.ndarray]:
+        """The buffered rows, chunk by chunk, leaving the buffer empty (loop thread)."""
+        return self._buffer.take()
 
     def flush(self) -> int:
-        """Write what is buffered as one record batch, now; returns points written."""
+        """Write what is buffered, now; returns points written."""
         return self._write(self._take())
 
-    def _write(self, rows: np.ndarray) -> int:
-        """Build, compress and write ``rows``; safe from a worker thread."""
-        with self._lock:
-            if len(rows):
-                try:
-                    segment = self._segment or self._open_segment()
-                    before = segment.summary.bytes
-                    for start in range(0, len(rows), BATCH_ROWS):
-                        segment.write(self._builder.build(rows[start : start + BATCH_ROWS]))
-                except OSError as exc:
-                    self._fail(exc, len(rows))
-                    return 0
-                self.stats.points_written += len(rows)
-                self.stats.bytes_written += segment.summary.bytes - before
-                self.stats.flushes += 1
-            self._rotate_if_due()
-        return len(rows)
+    def _write(self, parts: list[np.ndarray]) -> int:
+        """Build, compress and write ``parts`` (a record batch each, in order);
+        safe from a worker thread. The chunks go back to the buffer after."""
+        rows = sum(map(len, parts))
+        try:
+            with self._lock:
+                if rows:
+                    try:
+                        segment = self._segment or self._open_segment()
+                        before = segment.summary.bytes
+                        for part in parts:
+                            segment.write(self._builder.build(part))
+                    except OSError as exc:
+                        self._fail(exc, rows)
+                        return 0
+                    self.stats.points_written += rows
+                    self.stats.bytes_written += segment.summary.bytes - before
+                    self.stats.flushes += 1
+                self._rotate_if_due()
+            return rows
+        finally:
+            self._buffer.give_back(parts)
 
     def _open_segment(self) -> _Segment:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -399,7 +404,7 @@ class Recorder:
             self._running = False
 
     def health(self) -> dict[str, Any]:
-        return {"session": self.session_id, "buffered": self._buffered, **vars(self.stats)}
+        return {"session": self.session_id, "buffered": len(self._buffer), **vars(self.stats)}
 
 
 # -- reading ----------------------------------------------------------------------
