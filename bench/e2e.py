@@ -180,7 +180,7 @@ def main() -> None:
                 "tick worker max ms",
                 "pit windows",
                 "pit job ms p50 / max",
-                "loop max stall ms: all / own",
+                "loop max stall ms since start: all / own",
                 "stalls > 5 ms in run: all / own",
                 "loop waited for a core, ms",
                 "latency ms p50 / p99",
