@@ -221,23 +221,77 @@ def _column(points: list[dict[str, Any]], name: str) -> tuple[list[Any], set[typ
     return values, kinds
 
 
+_Column = tuple[str, Sequence[Any], set[type]]
+_FIELD_INDEX = {name: i for i, name in enumerate(NUMERIC_FIELDS)}
+_LO = np.array([LIMITS[name][0] for name in NUMERIC_FIELDS], dtype=np.float64)
+_HI = np.array([LIMITS[name][1] for name in NUMERIC_FIELDS], dtype=np.float64)
+
+
 def _fill_numeric(source: _Source, rows: np.ndarray, rej: _Rejector) -> None:
-    for name in NUMERIC_FIELDS:
-        values, kinds = source.column(name)
-        if kinds == {_NONE}:
-            continue
-        if not kinds <= _NUMBER_TYPES:
-            values = _mark_bad_types(values, name, rej)
-            kinds = set(map(type, values))
-        try:
-            column = np.array(values, dtype=np.float64)
-        except OverflowError:
-            values = _mark_huge(values, name, rej)
-            column = np.array(values, dtype=np.float64)
-        if float in kinds:
-            _mark_nan(values, kinds, column, name, rej)
-        _mark_outside(column, name, rej)
-        rows[name] = column
+    """Numeric columns into ``rows``: all at once when every value passes,
+    else field by field so each point gets its first failing check.
+
+    A column at a time costs about 10 us of numpy calls whatever the batch
+    size: over 100 us a batch for 11 fields, which is most of the work for
+    a 100-point HTTP body or a small UDP flush. The clean case (every value
+    a number, in range, integral where it must be) is checked on one 2-D
+    array instead."""
+    present = [(name, *source.column(name)) for name in NUMERIC_FIELDS]
+    present = [column for column in present if column[2] != {_NONE}]
+    if not present:
+        return
+    matrix = _clean_matrix(present)
+    if matrix is not None:
+        for (name, _, _), values in zip(present, matrix, strict=True):
+            rows[name] = values
+        return
+    for name, values, kinds in present:
+        _fill_field(name, values, kinds, rows, rej)
+
+
+def _clean_matrix(present: list[_Column]) -> np.ndarray | None:
+    """The columns as one float array (None -> NaN) if every value passes
+    every check; None if any may fail, for the field-by-field path."""
+    if not all(kinds <= _NUMBER_TYPES for _, _, kinds in present):
+        return None
+    try:
+        matrix = np.array([values for _, values, _ in present], dtype=np.float64)
+    except (OverflowError, ValueError):
+        return None
+    index = [_FIELD_INDEX[name] for name, _, _ in present]
+    with np.errstate(invalid="ignore"):
+        outside = (matrix < _LO[index, None]) | (matrix > _HI[index, None])
+        if outside.any():
+            return None
+        nans = np.isnan(matrix)
+        counts = np.count_nonzero(nans, axis=1).tolist()
+        for count, (_, values, kinds) in zip(counts, present, strict=True):
+            if count and count != (values.count(None) if _NONE in kinds else 0):
+                return None  # a NaN was sent, not a None
+        ints = [row for row, (name, _, _) in enumerate(present) if name in INT_FIELDS]
+        if ints:
+            whole = matrix[ints]
+            if ((whole != np.floor(whole)) & ~nans[ints]).any():
+                return None
+    return matrix
+
+
+def _fill_field(
+    name: str, values: Sequence[Any], kinds: set[type], rows: np.ndarray, rej: _Rejector
+) -> None:
+    """One numeric column, each failing value marked with its reason."""
+    if not kinds <= _NUMBER_TYPES:
+        values = _mark_bad_types(values, name, rej)
+        kinds = set(map(type, values))
+    try:
+        column = np.array(values, dtype=np.float64)
+    except OverflowError:
+        values = _mark_huge(values, name, rej)
+        column = np.array(values, dtype=np.float64)
+    if float in kinds:
+        _mark_nan(values, kinds, column, name, rej)
+    _mark_outside(column, name, rej)
+    rows[name] = column
 
 
 def _mark_nan(
