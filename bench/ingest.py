@@ -86,26 +86,53 @@ class RawCeiling:
 
 
 def find_lossless(
-    port: int, count: Any, payloads: list[bytes], per: int, rates: list[int], seconds: float
+    port: int,
+    count: Any,
+    payloads: list[bytes],
+    per: int,
+    rates: list[int],
+    seconds: float,
+    refine: int = 2,
 ) -> tuple[int, list[str]]:
-    """Highest datagram rate whose every point arrived; stops after two lossy steps."""
-    best, lossy, notes = 0, 0, []
-    for rate in rates:
+    """Highest datagram rate whose every point arrived.
+
+    Steps up ``rates`` until two lossy steps in a row, then halves the gap
+    between the best lossless step and the first lossy one above it
+    ``refine`` times, so the figure is not just the step below the limit."""
+    best_rate, best, lossy, first_lossy, notes = 0, 0, 0, 0, []
+
+    def probe(rate: int) -> bool:
         before = count()
         sent, achieved = send_paced(port, payloads, rate, seconds)
         time.sleep(0.3)
         got = count() - before
-        ok = got == sent * per
+        ok = got == sent * per and achieved >= 0.97 * rate
+        lost = f"lost {sent * per - got:,}" if got != sent * per else "sender fell short"
         notes.append(
-            f"{rate * per:,}/s target, {achieved * per:,.0f}/s sent: "
-            f"{'lossless' if ok else f'lost {sent * per - got:,}'}"
+            f"{rate * per:,}/s target, {achieved * per:,.0f}/s sent: {'lossless' if ok else lost}"
         )
-        if ok and achieved >= 0.97 * rate:
-            best, lossy = int(achieved * per), 0
+        nonlocal best
+        if ok:
+            best = max(best, int(achieved * per))
+        return ok
+
+    for rate in rates:
+        if probe(rate):
+            best_rate, lossy, first_lossy = rate, 0, 0
         else:
+            first_lossy = first_lossy or rate
             lossy += 1
             if lossy == 2:
                 break
+    high = first_lossy
+    for _ in range(refine if high else 0):
+        middle = (best_rate + high) // 2
+        if middle in (best_rate, high):
+            break
+        if probe(middle):
+            best_rate = middle
+        else:
+            high = middle
     return best, notes
 
 
