@@ -92,6 +92,7 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
     app.cleanup_ctx.append(s3_context)
     if demo:
         app.cleanup_ctx.append(demo_context)
+    app.cleanup_ctx.append(loopwatch_context)
     app.on_shutdown.append(ws.close_all)
     api.add_routes(app, settings)
     api_strategy.add_routes(app)
@@ -217,10 +218,17 @@ async def s3_context(app: web.Application) -> AsyncIterator[None]:
 async def broadcast_context(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     task = asyncio.create_task(hub.run(app[SETTINGS].BATCH_MS / 1000.0), name="broadcast")
+    yield
+    await _cancel(task)
+
+
+async def loopwatch_context(app: web.Application) -> AsyncIterator[None]:
+    """Watch for stalls once everything has started: starting the pool
+    (forkserver, model) holds the loop for ~13 ms once, before the server
+    takes requests, and would otherwise be the longest "stall" on record."""
     watch = asyncio.create_task(watch_loop(app[LOOP_STATS]), name="loopwatch")
     yield
     await _cancel(watch)
-    await _cancel(task)
 
 
 async def demo_context(app: web.Application) -> AsyncIterator[None]:
