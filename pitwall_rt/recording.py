@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from .points import iso_times
 from .rowchunks import RowChunks
-from .schema import INT_FIELDS, NUMERIC_FIELDS, POINT_DTYPE, SOURCES, StringTable
+from .schema import INT_FIELDS, NUMERIC_FIELDS, POINT_DTYPE, SOURCES, StringTable, empty_rows
 from .validate import Tables
 
 log = logging.getLogger(__name__)
@@ -252,6 +252,24 @@ class RecorderStats:
     points_lost: int = 0
 
 
+_arrow_warm = False
+
+
+def warm_arrow() -> None:
+    """Build one full record batch, once per process, before the writer thread does.
+
+    The first build pays pyarrow's lazy set-up (its compute kernels): about
+    30 ms, most of it holding the GIL. In the writer thread that held the
+    event loop for up to 16 ms in the first second of recording."""
+    global _arrow_warm
+    if _arrow_warm:
+        return
+    tables = Tables(chassis=StringTable(1), track=StringTable(1, reserved=("",)))
+    tables.chassis.intern("warm-up")
+    BatchBuilder(tables).build(empty_rows(BATCH_ROWS))
+    _arrow_warm = True
+
+
 class Recorder:
     """Appends every accepted batch to the current session's segments.
 
@@ -290,6 +308,7 @@ class Recorder:
         self.monotonic = monotonic
         self.stats = RecorderStats()
         self._builder = BatchBuilder(tables)
+        warm_arrow()
         # Whole chunks of BATCH_ROWS: each is one record batch when written.
         self._buffer = RowChunks(BATCH_ROWS, max_spare=max_buffer_points // BATCH_ROWS + 2)
         self._segment: _Segment | None = None
