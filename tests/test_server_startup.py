@@ -24,3 +24,15 @@ def test_warm_up_leaves_nothing_for_the_ticks_np_unique_to_import() -> None:
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_tune_gil_shortens_the_switch_interval_to_1_ms() -> None:
+    from pitwall_rt.server import tune_gil
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        tune_gil()
+        assert sys.getswitchinterval() == 0.001
+    finally:
+        sys.setswitchinterval(before)
