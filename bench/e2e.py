@@ -11,6 +11,9 @@ covers start-up and the idle second before the stream). Each stall figure is
 given twice: as measured, and less the time the loop thread was runnable
 but waiting for a core ("own"), which the bench's other processes (sender,
 listener, pool workers, parse process) compete for on a small machine.
+On a VM the host may also run something else on our CPUs ("steal"): no
+thread runs then and none is counted as waiting, so the bench reports the
+VM's steal time during the stream beside the stalls.
 
 Cars run at 45 m/s, so a lap of Barber takes 82 s and a short run sees no
 lap end: ``--lap-s 10`` makes every car cross the line every 10 s (same
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import socket
 import sys
 import time
@@ -110,6 +114,20 @@ def _ms(counters: dict[str, Any], name: str) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def host_steal_ms() -> float:
+    """Time the hypervisor ran something else on this VM's CPUs (all of them,
+    since boot; /proc/stat's steal column, 10 ms resolution), or NaN off Linux.
+
+    While a CPU is stolen no thread on it runs and none is counted as waiting
+    for a core, so a stall it causes looks like the loop's own."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) * 1000.0 / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _delta(after: dict[str, Any], before: dict[str, Any], name: str) -> str:
     """How much a health counter grew during the stream, or "-"."""
     if name not in after:
@@ -129,9 +147,11 @@ def run(batch_ms: int, seconds: float, lap_s: float) -> list[Any]:
         listener.start()
         time.sleep(1.0)
         before = server.health()["loop"]
+        steal_before = host_steal_ms()
         sender = ctx.Process(target=_sender, args=(server.udp_port, seconds, lap_s))
         sender.start()
         sender.join()
+        steal = host_steal_ms() - steal_before
         lat = np.array(out.get(timeout=60)) * 1000.0
         listener.join(10)
         health = server.health()
@@ -154,6 +174,7 @@ def run(batch_ms: int, seconds: float, lap_s: float) -> list[Any]:
         f"{loop['stalls_over_5ms'] - before['stalls_over_5ms']}"
         f" / {_delta(loop, before, 'own_stalls_over_5ms')}",
         f"{_delta(loop, before, 'cpu_wait_ms')}",
+        f"{steal:.0f}",
         f"{p50:.1f} / {p99:.1f}",
         comp["points_lost"],
     ]
@@ -183,6 +204,7 @@ def main() -> None:
                 "loop max stall ms since start: all / own",
                 "stalls > 5 ms in run: all / own",
                 "loop waited for a core, ms",
+                "host steal ms (all CPUs)",
                 "latency ms p50 / p99",
                 "points lost",
             ],
