@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import POINT_DTYPE, RECORD_DTYPE, as_records
+from .schema import POINT_DTYPE, as_records, concat_rows, copy_rows
 
 
 @dataclass(frozen=True)
@@ -33,20 +33,20 @@ class SinceRead:
 class RingBuffer:
     """Fixed-capacity store of the newest points, written in vectorised batches."""
 
-    def __init__(self, capacity: int, dtype: np.dtype = POINT_DTYPE) -> None:
+    def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._data = np.zeros(capacity, dtype=dtype)
-        # Rows move in and out as opaque records: see schema.RECORD_DTYPE.
-        self._records = self._data.view(RECORD_DTYPE) if dtype == POINT_DTYPE else self._data
+        self._data = np.empty(capacity, dtype=POINT_DTYPE)
+        # Rows are written as opaque records: see schema.RECORD_DTYPE.
+        self._records = as_records(self._data)
         self._touch()
         self._written = 0
 
     def _touch(self) -> None:
         """Fault every page in now, so the ring holds its memory from start-up.
 
-        ``np.zeros`` maps pages lazily: the first write into each page then
+        A fresh allocation is mapped lazily: the first write into each page then
         takes a page fault, about 10 us each on the development VM, and
         they came in bursts that held a 40-row write (and the event loop)
         for up to 7 ms, every couple of MB through the ring's first lap.
@@ -86,14 +86,12 @@ class RingBuffer:
             self._written += n - self.capacity
             rows = rows[n - self.capacity :]
             n = self.capacity
-        target = self._data
-        if rows.dtype == POINT_DTYPE and self._records is not self._data:
-            rows, target = as_records(rows), self._records
+        records = as_records(rows)
         start = self._written % self.capacity
         first = min(n, self.capacity - start)
-        target[start : start + first] = rows[:first]
+        self._records[start : start + first] = records[:first]
         if first < n:
-            target[: n - first] = rows[first:]
+            self._records[: n - first] = records[first:]
         self._written += n
 
     def _copy_range(self, begin: int, end: int) -> np.ndarray:
@@ -101,12 +99,8 @@ class RingBuffer:
         n = max(0, end - begin)
         start = begin % self.capacity
         if start + n <= self.capacity:
-            out = self._records[start : start + n].copy()
-        else:
-            out = np.concatenate(
-                (self._records[start:], self._records[: start + n - self.capacity])
-            )
-        return out.view(self._data.dtype)
+            return copy_rows(self._data[start : start + n])
+        return concat_rows((self._data[start:], self._data[: start + n - self.capacity]))
 
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` points (fewer if the ring holds fewer), oldest first."""

@@ -142,7 +142,10 @@ view as usual."""
 
 
 def as_records(rows: np.ndarray) -> np.ndarray:
-    """``rows`` (POINT_DTYPE) seen as opaque records, without a copy."""
+    """``rows`` seen as opaque records, without a copy. Only stored rows
+    (POINT_DTYPE): another dtype of the same size would be reinterpreted."""
+    if rows.dtype != POINT_DTYPE:
+        raise TypeError(f"expected stored rows ({POINT_DTYPE}), got {rows.dtype}")
     return rows.view(RECORD_DTYPE)
 
 
