@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -124,7 +125,6 @@ class BatchBuilder:
         self._chassis = _NameArrays(tables.chassis, blank_is_null=False)
         self._track = _NameArrays(tables.track, blank_is_null=True)
         self._sources = pa.array(SOURCES)
-        self.empty = np.empty(0, dtype=POINT_DTYPE)
 
     def build(self, rows: np.ndarray) -> pa.RecordBatch:
         columns: list[pa.Array] = [
@@ -252,22 +252,16 @@ class RecorderStats:
     points_lost: int = 0
 
 
-_arrow_warm = False
-
-
+@functools.cache
 def warm_arrow() -> None:
     """Build one full record batch, once per process, before the writer thread does.
 
     The first build pays pyarrow's lazy set-up (its compute kernels): about
     30 ms, most of it holding the GIL. In the writer thread that held the
     event loop for up to 16 ms in the first second of recording."""
-    global _arrow_warm
-    if _arrow_warm:
-        return
     tables = Tables(chassis=StringTable(1), track=StringTable(1, reserved=("",)))
     tables.chassis.intern("warm-up")
     BatchBuilder(tables).build(empty_rows(BATCH_ROWS))
-    _arrow_warm = True
 
 
 class Recorder:

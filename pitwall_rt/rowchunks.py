@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from .schema import POINT_DTYPE, RECORD_DTYPE
+from .schema import POINT_DTYPE, as_records
 
 
 class RowChunks:
@@ -46,16 +46,14 @@ class RowChunks:
 
     def append(self, rows: np.ndarray) -> None:
         """Copy ``rows`` (POINT_DTYPE) in; the caller may reuse its array."""
-        records = rows.view(RECORD_DTYPE)  # one copy, not one per field
+        records = as_records(rows)  # one copy, not one per field
         done, n = 0, len(rows)
         while done < n:
             if self._current is None:
                 self._current = self._new_chunk()
                 self._fill = 0
             step = min(self.chunk_rows - self._fill, n - done)
-            self._current.view(RECORD_DTYPE)[self._fill : self._fill + step] = records[
-                done : done + step
-            ]
+            as_records(self._current)[self._fill : self._fill + step] = records[done : done + step]
             self._fill += step
             done += step
             if self._fill == self.chunk_rows:
