@@ -18,6 +18,7 @@ from ..history import history_query, read_history
 from ..ingest.parse_process import ParserUnavailable
 from ..ingest.pipeline import Ingestor, IngestResult
 from ..ingest.udp import kernel_drops
+from ..loopwatch import LoopStats
 from ..payload import BodyError, decode_body
 from ..points import rows_to_points
 from ..recording import list_sessions
@@ -101,15 +102,19 @@ def health_counters(app: web.Application) -> dict[str, object]:
         "compute": _compute_counters(app),
         "recording": app[RECORDER].health() if RECORDER in app else {},
         "s3": app[S3].stats() if S3 in app else {},
-        "loop": {
-            "max_lag_ms": round(app[LOOP_STATS].max_lag_ms, 3),
-            "last_lag_ms": round(app[LOOP_STATS].last_lag_ms, 3),
-            "stalls_over_5ms": app[LOOP_STATS].stalls_over_5ms,
-            "max_own_lag_ms": round(app[LOOP_STATS].max_own_lag_ms, 3),
-            "own_stalls_over_5ms": app[LOOP_STATS].own_stalls_over_5ms,
-            "cpu_wait_ms": round(app[LOOP_STATS].cpu_wait_ms, 1),
-            "cpu_wait_known": app[LOOP_STATS].cpu_wait_known,
-        },
+        "loop": _loop_counters(app[LOOP_STATS]),
+    }
+
+
+def _loop_counters(loop: LoopStats) -> dict[str, object]:
+    return {
+        "max_lag_ms": round(loop.max_lag_ms, 3),
+        "last_lag_ms": round(loop.last_lag_ms, 3),
+        "stalls_over_5ms": loop.stalls_over_5ms,
+        "max_own_lag_ms": round(loop.max_own_lag_ms, 3),
+        "own_stalls_over_5ms": loop.own_stalls_over_5ms,
+        "cpu_wait_ms": round(loop.cpu_wait_ms, 1),
+        "cpu_wait_known": loop.cpu_wait_known,
     }
 
 
