@@ -59,10 +59,12 @@ def _spin(seconds: float) -> None:
         pass
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="schedstat is Linux's")
 def test_run_queue_clock_sees_this_thread_wait_when_cores_are_oversubscribed() -> None:
+    """On Linux the kernel reports the wait; elsewhere the clock says it can't
+    (and health shows ``cpu_wait_known: false``) rather than report none."""
     clock = RunQueueClock()
-    assert clock.known
+    on_linux = sys.platform.startswith("linux")
+    assert clock.known is on_linux
     spinners = [
         mp.get_context("fork").Process(target=_spin, args=(1.5,))
         for _ in range(os.cpu_count() or 1)
@@ -77,7 +79,10 @@ def test_run_queue_clock_sees_this_thread_wait_when_cores_are_oversubscribed() -
         for proc in spinners:
             proc.join()
     clock.close()
-    assert waited > 5.0
+    if on_linux:
+        assert waited > 5.0
+    else:
+        assert waited == 0.0
 
 
 def test_a_blocking_callback_is_the_loops_own_stall() -> None:
