@@ -151,6 +151,37 @@ def test_runner_merge_gives_the_insight_and_laps_of_a_direct_run_tick(
     assert runner.laps_for("NO-SUCH-CAR") is None
 
 
+def test_runner_splits_a_tick_of_two_cars_over_two_workers_and_merges_both(
+    tables: Tables, stint_rows: np.ndarray, inline: infer.TickResult
+) -> None:
+    sent: list[dict[str, Any]] = []
+    twin = stint_rows.copy()
+    twin["chassis"] = 0  # GR86-OTHER drives the very same stint
+
+    async def scenario() -> ComputeRunner:
+        runner = _runner(tables, sent, workers=2)
+        await runner.start()
+        try:
+            runner.ring.write(twin)
+            _feed(runner, stint_rows)
+            await _until(lambda: runner.stats.batches == 1, "the tick")
+        finally:
+            await runner.close()
+        return runner
+
+    runner = asyncio.run(scenario())
+    assert runner.stats.shards == 2 and runner.stats.rows == 2 * len(stint_rows)
+    expected = inline.batch.chassis[1].insight
+    for cid, name in ((0, "GR86-OTHER"), (1, CAR)):
+        insight = runner.insights[cid]
+        assert insight["chassis"] == name
+        assert insight["laps_completed"] == expected["laps_completed"] > 0
+        assert insight["last_lap_time_s"] == expected["last_lap_time_s"]
+        assert insight["prediction"] == runner.insights[1]["prediction"]
+    assert len(runner.laps_for("GR86-OTHER") or []) == len(runner.laps_for(CAR) or []) > 0
+    assert sorted(i["chassis"] for i in sent[0]["insights"]) == ["GR86-OTHER", CAR]
+
+
 def test_runner_worker_killed_during_pit_window_job_pool_rebuilt_and_job_retried(
     tables: Tables, stint_rows: np.ndarray, inline: infer.TickResult
 ) -> None:

@@ -15,6 +15,12 @@ come alongside.
 pit-window Monte Carlo it defers is :func:`pitwall_rt.strategy.live_pit_windows`,
 which the runner submits separately so it never delays a tick. Both are
 pure: a job whose worker died can be submitted again with the same arguments.
+
+A tick's cars are independent of each other, so with more than one idle
+worker the runner splits the tick into shards of whole cars
+(:func:`split_cars`) and joins their outputs (:func:`join_outputs`): one
+round trip per worker, not per car, and the tick takes the time of its
+largest shard instead of all of it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..model import infer
+from ..schema import take_rows
 from ..strategy import RaceState, simulate
 from .batch import TrackTable
 from .laps import ChassisState
@@ -59,6 +66,53 @@ class TickOutput:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
     pit_races: dict[int, RaceState] = field(default_factory=dict)
+
+
+def split_cars(rows: np.ndarray, parts: int) -> list[np.ndarray]:
+    """Rows cut into at most ``parts`` shards of whole cars with about equal row counts.
+
+    Cars go largest first to the shard with the fewest rows so far (a car's
+    cost follows its row count). Order within a shard is the input order.
+    """
+    if parts <= 1 or len(rows) == 0:
+        return [rows]
+    cars, inverse, counts = np.unique(rows["chassis"], return_inverse=True, return_counts=True)
+    parts = min(parts, len(cars))
+    if parts == 1:
+        return [rows]
+    load = np.zeros(parts, dtype=np.int64)
+    shard_of_car = np.empty(len(cars), dtype=np.intp)
+    for car in np.argsort(-counts, kind="stable").tolist():
+        shard = int(np.argmin(load))
+        shard_of_car[car] = shard
+        load[shard] += counts[car]
+    shard_of_row = shard_of_car[inverse]
+    return [take_rows(rows, shard_of_row == shard) for shard in range(parts)]
+
+
+def join_outputs(outputs: list[TickOutput]) -> TickOutput:
+    """The shards' outputs of one tick as one: cars and alerts together, counts
+    summed, per-job times the slowest shard's (they ran side by side)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    out = TickOutput()
+    for part in outputs:
+        out.cars.update(part.cars)
+        out.rows += part.rows
+        out.late += part.late
+        out.duplicates += part.duplicates
+        out.alerts.extend(part.alerts)
+        out.pit_races.update(part.pit_races)
+        for key, value in part.stats.items():
+            if key in SUMMED_STATS:
+                out.stats[key] = out.stats.get(key, 0.0) + value
+            else:
+                out.stats[key] = max(out.stats.get(key, 0.0), value)
+    return out
+
+
+SUMMED_STATS = frozenset({"windows"})
+"""Tick stats that count things (summed over shards); the rest are times (slowest kept)."""
 
 
 def pack_carry(state: ChassisState, intel: infer.CarIntel) -> Carry:

@@ -2,8 +2,10 @@
 
 Every ``BATCH_MS`` the runner reads the rows that arrived since its cursor
 and submits them, all cars at once, to a ``ProcessPoolExecutor`` running the
-pure ``compute_batch``: one round trip per tick, never per point or per car.
-The event loop only awaits the future.
+pure ``compute_batch``: one round trip per worker per tick, never per point
+or per car. With several idle workers the tick is split into shards of
+whole cars, one per worker (``job.split_cars``), so it takes the time of
+its largest shard. The event loop only awaits the futures.
 
 Ordering and loss rules:
 
@@ -13,9 +15,10 @@ Ordering and loss rules:
 * the queue is bounded by the ring capacity: past it the oldest queued rows
   are dropped and counted (``points_lost``), as are rows overwritten in the
   ring before the runner read them;
-* a dead worker breaks the pool: the pool is rebuilt and the batch retried
-  once (``compute_batch`` is pure, so a retry is safe); a second failure
-  drops the batch, counted in ``batches_failed``.
+* a dead worker breaks the pool: the pool is rebuilt and the batch (each
+  of its shards) retried once (``compute_batch`` is pure, so a retry is
+  safe); a shard that fails again is dropped, its cars keep their states
+  from before the tick, and the batch counts in ``batches_failed``.
 
 The tick's pool job is :func:`.job.tick_job`: ``compute_batch`` plus, for
 the cars that completed a lap or sector, tire-wear inference, explanations
@@ -65,7 +68,7 @@ from ..tracks import Track, resolve_track
 from ..validate import Tables
 from . import worker
 from .batch import track_table
-from .job import Carry, TickOutput, tick_job, warm
+from .job import Carry, TickOutput, join_outputs, split_cars, tick_job, warm
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ Publish = Callable[[dict[str, Any]], None]
 @dataclass
 class ComputeStats:
     batches: int = 0
+    shards: int = 0
     rows: int = 0
     merged_ticks: int = 0
     points_lost: int = 0
@@ -263,19 +267,35 @@ class ComputeRunner:
     # -- one batch ----------------------------------------------------------------
 
     async def _compute(self, rows: np.ndarray) -> None:
-        chassis_ids = np.unique(rows["chassis"]).tolist()
-        carries = {c: self.carries[c] for c in chassis_ids if c in self.carries}
+        shards = split_cars(rows, self._idle_workers())
         tracks = self._track_table(np.unique(rows["track"]).tolist())
+        self.stats.shards += len(shards)
         started = time.perf_counter()
-        outcome = await self._in_pool(tick_job, rows, tracks, carries, self.intel_options)
+        outcomes = await asyncio.gather(
+            *(
+                self._in_pool(tick_job, part, tracks, self._carries_of(part), self.intel_options)
+                for part in shards
+            )
+        )
         self._pool_ms.add((time.perf_counter() - started) * 1000.0)
-        if outcome.retried:
+        if any(outcome.retried for outcome in outcomes):
             self.stats.batches_retried += 1
-        if not outcome.ok:
-            log.error("compute batch of %d rows dropped", len(rows))
+        done = [outcome.value for outcome in outcomes if outcome.ok]
+        if len(done) < len(outcomes):
+            lost = sum(len(p) for p, o in zip(shards, outcomes, strict=True) if not o.ok)
+            log.error("compute batch: %d of its %d rows dropped", lost, len(rows))
             self.stats.batches_failed += 1
-            return
-        self._merge(outcome.value)
+        if done:
+            self._merge(join_outputs(done))
+
+    def _idle_workers(self) -> int:
+        """Workers a tick can be split over: all but the one a pit-window job holds."""
+        busy = self._pit_task is not None and not self._pit_task.done()
+        return max(1, self.workers - busy)
+
+    def _carries_of(self, rows: np.ndarray) -> dict[int, Carry]:
+        carries = self.carries
+        return {c: carries[c] for c in np.unique(rows["chassis"]).tolist() if c in carries}
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> _Outcome:
         """Run ``fn(*args)`` in the pool. A dead worker breaks the pool: rebuild it
