@@ -268,13 +268,13 @@ class ComputeRunner:
 
     async def _compute(self, rows: np.ndarray) -> None:
         shards = split_cars(rows, self._idle_workers())
-        tracks = self._track_table(np.unique(rows["track"]).tolist())
+        tracks = self._track_table(np.flatnonzero(np.bincount(rows["track"])).tolist())
         self.stats.shards += len(shards)
         started = time.perf_counter()
         outcomes = await asyncio.gather(
             *(
-                self._in_pool(tick_job, part, tracks, self._carries_of(part), self.intel_options)
-                for part in shards
+                self._in_pool(tick_job, part, tracks, self._carries_of(cars), self.intel_options)
+                for part, cars in shards
             )
         )
         self._pool_ms.add((time.perf_counter() - started) * 1000.0)
@@ -282,7 +282,7 @@ class ComputeRunner:
             self.stats.batches_retried += 1
         done = [outcome.value for outcome in outcomes if outcome.ok]
         if len(done) < len(outcomes):
-            lost = sum(len(p) for p, o in zip(shards, outcomes, strict=True) if not o.ok)
+            lost = sum(len(p) for (p, _), o in zip(shards, outcomes, strict=True) if not o.ok)
             log.error("compute batch: %d of its %d rows dropped", lost, len(rows))
             self.stats.batches_failed += 1
         if done:
@@ -293,9 +293,9 @@ class ComputeRunner:
         busy = self._pit_task is not None and not self._pit_task.done()
         return max(1, self.workers - busy)
 
-    def _carries_of(self, rows: np.ndarray) -> dict[int, Carry]:
+    def _carries_of(self, cars: list[int]) -> dict[int, Carry]:
         carries = self.carries
-        return {c: carries[c] for c in np.unique(rows["chassis"]).tolist() if c in carries}
+        return {c: carries[c] for c in cars if c in carries}
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> _Outcome:
         """Run ``fn(*args)`` in the pool. A dead worker breaks the pool: rebuild it
