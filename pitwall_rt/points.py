@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .schema import INT_FIELDS, NUMERIC_FIELDS, StringTable
+from .schema import INT_FIELDS, NUMERIC_FIELDS, StringTable, id_order
 
 
 def iso_times(epoch_s: np.ndarray) -> list[str]:
@@ -63,7 +63,7 @@ def decimate(chassis_ids: np.ndarray, max_per_chassis: int) -> np.ndarray:
     n = len(chassis_ids)
     if n == 0:
         return np.arange(0)
-    order = np.argsort(chassis_ids, kind="stable")
+    order = id_order(chassis_ids)
     sorted_ids = chassis_ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
     sizes = np.diff(np.r_[starts, n])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pitwall_rt.schema import (
     NUMERIC_FIELDS,
@@ -10,6 +12,7 @@ from pitwall_rt.schema import (
     concat_rows,
     copy_rows,
     empty_rows,
+    id_order,
     take_rows,
 )
 
@@ -82,3 +85,15 @@ def test_copy_and_take_of_another_dtype_take_the_general_path() -> None:
     other["k"] = [1, 2, 3]
     assert copy_rows(other)["k"].tolist() == [1, 2, 3]
     assert take_rows(other, np.array([2, 0]))["k"].tolist() == [3, 1]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ids=st.lists(st.integers(0, 70_000), max_size=400),
+    narrow=st.booleans(),
+)
+def test_id_order_is_the_stable_argsort_for_small_and_wide_ids(
+    ids: list[int], narrow: bool
+) -> None:
+    values = np.array([i % 1024 if narrow else i for i in ids], dtype=np.int32)
+    assert id_order(values).tolist() == np.argsort(values, kind="stable").tolist()

@@ -14,6 +14,7 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
+from ..schema import id_order
 from .subscription import Subscription
 
 GroupKey = tuple[frozenset[str] | None, bool]  # (chassis filter, full_rate)
@@ -63,7 +64,7 @@ class ChassisIndex:
         self._rows: dict[int, np.ndarray] = {}
         if not len(chassis_ids):
             return
-        order = np.argsort(chassis_ids, kind="stable")  # stable: arrival order kept
+        order = id_order(chassis_ids)  # stable: arrival order kept
         ids = chassis_ids[order]
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
         self._rows = dict(zip(ids[starts].tolist(), np.split(order, starts[1:]), strict=True))
