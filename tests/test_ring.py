@@ -6,6 +6,7 @@ can be checked against the exact sequences it should return.
 
 from __future__ import annotations
 
+import mmap
 import resource
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitwall_rt.ring import RingBuffer
+from pitwall_rt.ring import RingBuffer, resident_rows
 from pitwall_rt.schema import POINT_DTYPE, empty_rows
 
 
@@ -194,14 +195,36 @@ def _page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def test_ring_first_lap_of_writes_takes_no_page_faults() -> None:
+@pytest.mark.parametrize("populate", [True, False], ids=["map_populate", "touched"])
+def test_ring_first_lap_of_writes_takes_no_page_faults(
+    populate: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Its memory is faulted in when the ring is made, not by the writes on
-    the event loop (each fault ~10 us on a VM, in bursts of milliseconds)."""
+    the event loop (each fault ~10 us on a VM, in bursts of milliseconds),
+    whether the kernel maps it in (MAP_POPULATE) or every page is touched
+    (platforms without it)."""
+    if not populate:
+        monkeypatch.setattr(mmap, "MAP_POPULATE", 0, raising=False)
     # 8 MB: well past malloc's mmap threshold, so the ring is fresh memory.
     ring = RingBuffer(8_000_000 // POINT_DTYPE.itemsize)
+    assert not ring.newest(ring.capacity).size  # nothing written yet
     batch = empty_rows(ring.capacity // 16)
     pages = ring.nbytes // 4096
     before = _page_faults()
     for _ in range(16):
         ring.write(batch)
     assert _page_faults() - before < pages // 10
+    assert ring.size == 16 * len(batch) and not ring.overwritten
+
+
+def test_resident_rows_are_zeroed_and_writable_on_either_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mapped = resident_rows(1000)
+    monkeypatch.setattr(mmap, "MAP_POPULATE", 0, raising=False)
+    touched = resident_rows(1000)
+    for rows in (mapped, touched):
+        assert rows.dtype == POINT_DTYPE and rows.shape == (1000,)
+        assert not rows.view(np.uint8).any()
+        rows["speed_kmh"] = 1.5
+        assert (rows["speed_kmh"] == 1.5).all()
