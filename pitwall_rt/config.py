@@ -109,6 +109,7 @@ class Settings:
     S3_POLL_S: float = 10.0
     API_KEY: str = ""
     WORKERS: int = 2
+    WORKER_PRIORITY: str = "idle"
     DATA_DIR: str = "./data"
     DEMO_SPEED: float = 1.0
     LOOP: str = "auto"
@@ -141,6 +142,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "S3_POLL_S": _float(0.05, 86_400.0),
     "API_KEY": _str,
     "WORKERS": _int(1, 256),
+    "WORKER_PRIORITY": _choice("idle", "normal"),
     "DATA_DIR": _path,
     "DEMO_SPEED": _float(0.01, 1000.0),
     "LOOP": _choice("auto", "uvloop", "asyncio"),

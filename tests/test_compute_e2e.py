@@ -183,12 +183,16 @@ def test_compute_demo_laps_stay_consistent_across_demo_passes(tmp_path: Path) ->
             assert times[0] > 0.9 * median and times[-1] < 1.1 * median, times
 
 
-def test_compute_workers_exit_when_the_server_is_killed(tmp_path: Path) -> None:
+def test_compute_workers_run_idle_and_exit_when_the_server_is_killed(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path, "--workers", "2").start()
     try:
         pid = srv.proc.pid  # type: ignore[union-attr]
         workers = _pool_workers(pid)
         assert len(workers) == 2
+        # By default (WORKER_PRIORITY=idle) they run on CPU time nothing else wants.
+        assert srv.health()["compute"]["worker_priority"] == "idle"
+        assert [os.sched_getscheduler(w) for w in workers] == [os.SCHED_IDLE] * 2
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
         os.kill(pid, signal.SIGKILL)  # the server alone, not its process group
         srv.proc.wait()  # type: ignore[union-attr]  # reaped, as its supervisor would
         wait_for(

@@ -101,6 +101,7 @@ def test_config_ignores_unrelated_environment_variables() -> None:
         ("WS_MAX_POINTS", "0"),
         ("WORKERS", "0"),
         ("WORKERS", "1000"),
+        ("WORKER_PRIORITY", "realtime"),
         ("S3_POLL_S", "fast"),
         ("S3_POLL_S", "0"),
         ("S3_POLL_S", "nan"),

@@ -22,6 +22,7 @@ import pytest
 
 from pitwall_rt.compute import track_table
 from pitwall_rt.compute.runner import ComputeRunner
+from pitwall_rt.compute.worker import yield_cpu
 from pitwall_rt.demo_gen import DEFAULT_TRACKS_PATH
 from pitwall_rt.model import infer, train
 from pitwall_rt.ring import RingBuffer
@@ -76,10 +77,18 @@ async def _until(check: Callable[[], bool], what: str, timeout_s: float = 30.0) 
         await asyncio.sleep(0.02)
 
 
-def _runner(tables: Tables, sent: list[dict[str, Any]], workers: int = 2) -> ComputeRunner:
+def _runner(
+    tables: Tables, sent: list[dict[str, Any]], workers: int = 2, priority: str = "normal"
+) -> ComputeRunner:
     tracks = load_tracks(DEFAULT_TRACKS_PATH)
     return ComputeRunner(
-        RingBuffer(50_000), tables, tracks, workers, publish=sent.append, intel_options=OPTIONS
+        RingBuffer(50_000),
+        tables,
+        tracks,
+        workers,
+        publish=sent.append,
+        intel_options=OPTIONS,
+        priority=priority,
     )
 
 
@@ -242,3 +251,27 @@ def test_runner_pit_windows_queued_behind_a_running_job_coalesce_per_car(
         (i["chassis"], i["pit_window"]["race_laps"]) for m in sent for i in m["insights"]
     ]
     assert laps_planned == [(CAR, 20), (CAR, 22), ("GR86-OTHER", 30)]
+
+
+@pytest.mark.parametrize("priority", ["idle", "normal"])
+def test_runner_workers_run_at_the_configured_priority(tables: Tables, priority: str) -> None:
+    """WORKER_PRIORITY=idle puts the workers under SCHED_IDLE (preempted whenever
+    the event loop wakes); normal leaves them as started. A platform without
+    SCHED_IDLE says so instead."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is None:
+        assert not yield_cpu()
+        return
+
+    async def scenario() -> list[int]:
+        runner = _runner(tables, [], workers=2, priority=priority)
+        await runner.start()
+        try:
+            return [os.sched_getscheduler(pid) for pid in runner.worker_pids()]
+        finally:
+            await runner.close()
+
+    policies = asyncio.run(scenario())
+    expected = idle if priority == "idle" else os.SCHED_OTHER
+    assert policies == [expected, expected]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the server itself is untouched

@@ -152,11 +152,13 @@ class ComputeRunner:
         publish: Publish,
         publish_alert: Publish | None = None,
         intel_options: infer.IntelOptions | None = None,
+        priority: str = "normal",
     ) -> None:
         self.ring = ring
         self.tables = tables
         self.tracks = tracks
         self.workers = workers
+        self.priority = priority
         self.publish = publish
         self.publish_alert = publish_alert
         self.intel_options = intel_options or infer.IntelOptions()
@@ -190,7 +192,7 @@ class ComputeRunner:
             max_workers=self.workers,
             mp_context=context,
             initializer=worker.init_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), self.priority),
         )
 
     async def start(self) -> None:

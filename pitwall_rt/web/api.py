@@ -122,7 +122,12 @@ def _compute_counters(app: web.Application) -> dict[str, object]:
     runner = app.get(COMPUTE)
     if runner is None:
         return {}
-    return {**vars(runner.stats), **runner.timings(), "workers": runner.workers}
+    return {
+        **vars(runner.stats),
+        **runner.timings(),
+        "workers": runner.workers,
+        "worker_priority": runner.priority,
+    }
 
 
 async def sessions(request: web.Request) -> web.Response:

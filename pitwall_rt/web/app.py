@@ -197,6 +197,7 @@ async def compute_context(app: web.Application) -> AsyncIterator[None]:
         settings.WORKERS,
         publish=lambda message: hub.publish_insights(message["insights"]),
         publish_alert=lambda message: hub.publish("alerts", message),
+        priority=settings.WORKER_PRIORITY,
     )
     app[COMPUTE] = runner
     await runner.start()
