@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,13 +21,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pitwall_rt.compute import runner as runner_module
 from pitwall_rt.compute import track_table
 from pitwall_rt.compute.runner import ComputeRunner
 from pitwall_rt.compute.worker import yield_cpu
 from pitwall_rt.demo_gen import DEFAULT_TRACKS_PATH
 from pitwall_rt.model import infer, train
 from pitwall_rt.ring import RingBuffer
-from pitwall_rt.schema import StringTable
+from pitwall_rt.schema import StringTable, concat_rows
 from pitwall_rt.strategy import RaceState, live_pit_windows
 from pitwall_rt.tracks import load_tracks
 from pitwall_rt.validate import Tables
@@ -189,6 +191,48 @@ def test_runner_splits_a_tick_of_two_cars_over_two_workers_and_merges_both(
         assert insight["prediction"] == runner.insights[1]["prediction"]
     assert len(runner.laps_for("GR86-OTHER") or []) == len(runner.laps_for(CAR) or []) > 0
     assert sorted(i["chassis"] for i in sent[0]["insights"]) == ["GR86-OTHER", CAR]
+
+
+def test_runner_joins_and_splits_a_big_merged_tick_off_the_event_loop(
+    tables: Tables,
+    stint_rows: np.ndarray,
+    inline: infer.TickResult,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ticks that queued behind a slow one are joined (and split) in a thread
+    once they pass ``off_loop_rows``, and computed exactly as one tick."""
+    prepared_on: list[bool] = []
+    real = runner_module._shards_of
+
+    def spy(parts: list[np.ndarray], workers: int) -> Any:
+        prepared_on.append(threading.current_thread() is threading.main_thread())
+        return real(parts, workers)
+
+    monkeypatch.setattr(runner_module, "_shards_of", spy)
+    twin = stint_rows.copy()
+    twin["chassis"] = 0
+
+    async def scenario() -> ComputeRunner:
+        runner = _runner(tables, [], workers=2)
+        runner.off_loop_rows = len(stint_rows)  # the two cars' rows together pass it
+        await runner.start()
+        try:
+            half = len(stint_rows) // 2  # two queued parts: the join is real
+            runner._enqueue(concat_rows([stint_rows[:half], twin[:half]]))
+            runner._enqueue(concat_rows([stint_rows[half:], twin[half:]]))
+            runner.tick()
+            await _until(lambda: runner.stats.batches == 1, "the merged tick")
+        finally:
+            await runner.close()
+        return runner
+
+    runner = asyncio.run(scenario())
+    assert prepared_on == [False]
+    assert runner.stats.rows == 2 * len(stint_rows) and runner.stats.shards == 2
+    expected = inline.batch.chassis[1].insight
+    for cid in (0, 1):
+        assert runner.insights[cid]["laps_completed"] == expected["laps_completed"] > 0
+        assert runner.insights[cid]["last_lap_time_s"] == expected["last_lap_time_s"]
 
 
 def test_runner_worker_killed_during_pit_window_job_pool_rebuilt_and_job_retried(

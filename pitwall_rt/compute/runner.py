@@ -80,6 +80,11 @@ ALERTS_KEPT = 500
 """Latest coaching alerts kept in memory, all cars."""
 TIMINGS_KEPT = 1024
 """Latest job times the p50/p99 figures in health are taken over."""
+OFF_LOOP_ROWS = 200_000
+"""A tick at least this big (ticks that queued behind a slow one) is joined and
+split in a thread, not the loop: fresh memory for it is faulted in page by
+page, and a 2M-row join plus split took over a second here. numpy releases
+the GIL while it copies, so the loop runs meanwhile."""
 
 Publish = Callable[[dict[str, Any]], None]
 
@@ -140,6 +145,12 @@ class _Outcome:
     retried: bool = False
 
 
+def _shards_of(parts: list[np.ndarray], workers: int) -> list[tuple[np.ndarray, list[int]]]:
+    """The queued rows as one tick, cut into shards for ``workers`` workers."""
+    rows = parts[0] if len(parts) == 1 else concat_rows(parts)
+    return split_cars(rows, workers)
+
+
 class ComputeRunner:
     """Owns the pool, the per-chassis states, the latest insights and the laps."""
 
@@ -178,6 +189,7 @@ class ComputeRunner:
         """The pit-window pool job (a test may put a slower one here)."""
         self._pit_pending: dict[int, RaceState] = {}
         self._pit_task: asyncio.Task[None] | None = None
+        self.off_loop_rows = OFF_LOOP_ROWS
         self._pool_ms = Timings()
         self._pit_ms = Timings()
         self._track_of_id: dict[int, Track | None] = {}
@@ -245,8 +257,8 @@ class ComputeRunner:
         if len(read.rows):
             self._enqueue(read.rows)
         if self._queued and (self._inflight is None or self._inflight.done()):
-            rows = self._take_queue()
-            self._inflight = asyncio.get_running_loop().create_task(self._compute(rows))
+            parts = self._take_queue()
+            self._inflight = asyncio.get_running_loop().create_task(self._compute(parts))
         elif self._queued and len(self._queued) > 1:
             self.stats.merged_ticks += 1
 
@@ -260,17 +272,22 @@ class ComputeRunner:
             self._queued_rows -= len(dropped)
             self.stats.points_lost += len(dropped)
 
-    def _take_queue(self) -> np.ndarray:
-        rows = self._queued[0] if len(self._queued) == 1 else concat_rows(self._queued)
-        self._queued.clear()
+    def _take_queue(self) -> list[np.ndarray]:
+        parts = self._queued
+        self._queued = []
         self._queued_rows = 0
-        return rows
+        return parts
 
     # -- one batch ----------------------------------------------------------------
 
-    async def _compute(self, rows: np.ndarray) -> None:
-        shards = split_cars(rows, self._idle_workers())
-        tracks = self._track_table(np.flatnonzero(np.bincount(rows["track"])).tolist())
+    async def _compute(self, parts: list[np.ndarray]) -> None:
+        total = sum(map(len, parts))
+        if total >= self.off_loop_rows:
+            shards = await asyncio.to_thread(_shards_of, parts, self._idle_workers())
+        else:
+            shards = _shards_of(parts, self._idle_workers())
+        seen = [np.flatnonzero(np.bincount(part["track"])).tolist() for part in parts]
+        tracks = self._track_table(sorted({t for ids in seen for t in ids}))
         self.stats.shards += len(shards)
         started = time.perf_counter()
         outcomes = await asyncio.gather(
@@ -285,7 +302,7 @@ class ComputeRunner:
         done = [outcome.value for outcome in outcomes if outcome.ok]
         if len(done) < len(outcomes):
             lost = sum(len(p) for (p, _), o in zip(shards, outcomes, strict=True) if not o.ok)
-            log.error("compute batch: %d of its %d rows dropped", lost, len(rows))
+            log.error("compute batch: %d of its %d rows dropped", lost, total)
             self.stats.batches_failed += 1
         if done:
             self._merge(join_outputs(done))
