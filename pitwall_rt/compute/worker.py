@@ -20,12 +20,15 @@ ticks then merge, and rows past the ring are counted lost in health.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
 import time
 
 from ..model import infer
+
+log = logging.getLogger(__name__)
 
 CHECK_S = 1.0
 
@@ -65,7 +68,7 @@ def init_worker(server_pid: int, priority: str = "normal") -> None:
     shuts the pool down itself, so a worker ignores it rather than die
     with a traceback mid-job."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if priority == "idle":
-        yield_cpu()
+    if priority == "idle" and not yield_cpu():
+        log.warning("WORKER_PRIORITY=idle: no SCHED_IDLE here; compute runs at normal priority")
     threading.Thread(target=_watch, args=(server_pid,), name="server-watch", daemon=True).start()
     infer.init_worker()
