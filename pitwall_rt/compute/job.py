@@ -86,16 +86,19 @@ def split_cars(rows: np.ndarray, parts: int) -> list[tuple[np.ndarray, list[int]
         return [(rows, cars.tolist())]
     load = np.zeros(parts, dtype=np.int64)
     shard_of_car = np.zeros(len(counts), dtype=np.intp)
-    members: list[list[int]] = [[] for _ in range(parts)]
     for car in cars[np.argsort(-counts[cars], kind="stable")].tolist():
         shard = int(np.argmin(load))
         shard_of_car[car] = shard
-        members[shard].append(car)
         load[shard] += counts[car]
     shard_of_row = shard_of_car[chassis]
     return [
-        (take_rows(rows, shard_of_row == shard), sorted(members[shard])) for shard in range(parts)
+        (take_rows(rows, shard_of_row == shard), cars[shard_of_car[cars] == shard].tolist())
+        for shard in range(parts)
     ]
+
+
+SUMMED_STATS = frozenset({"windows"})
+"""Tick stats that count things (summed over shards); the rest are times (slowest kept)."""
 
 
 def join_outputs(outputs: list[TickOutput]) -> TickOutput:
@@ -117,10 +120,6 @@ def join_outputs(outputs: list[TickOutput]) -> TickOutput:
             else:
                 out.stats[key] = max(out.stats.get(key, 0.0), value)
     return out
-
-
-SUMMED_STATS = frozenset({"windows"})
-"""Tick stats that count things (summed over shards); the rest are times (slowest kept)."""
 
 
 def pack_carry(state: ChassisState, intel: infer.CarIntel) -> Carry:

@@ -282,12 +282,13 @@ class ComputeRunner:
 
     async def _compute(self, parts: list[np.ndarray]) -> None:
         total = sum(map(len, parts))
+        workers = self._idle_workers()
         if total >= self.off_loop_rows:
-            shards = await asyncio.to_thread(_shards_of, parts, self._idle_workers())
+            shards = await asyncio.to_thread(_shards_of, parts, workers)
         else:
-            shards = _shards_of(parts, self._idle_workers())
-        seen = [np.flatnonzero(np.bincount(part["track"])).tolist() for part in parts]
-        tracks = self._track_table(sorted({t for ids in seen for t in ids}))
+            shards = _shards_of(parts, workers)
+        track_ids = set().union(*(np.flatnonzero(np.bincount(p["track"])).tolist() for p in parts))
+        tracks = self._track_table(sorted(track_ids))
         self.stats.shards += len(shards)
         started = time.perf_counter()
         outcomes = await asyncio.gather(
