@@ -10,8 +10,9 @@ With ``WORKER_PRIORITY=idle`` (the default) a worker runs under Linux's
 preempts it the moment the event loop (or the parse process) wakes. On two
 cores a split tick keeps both busy, and the loop then waited for a core:
 in bench/e2e.py the loop's wait fell by about half (BATCH_MS=50: 190 to
-370 ms per 10 s against 480 to 600) and stalls over 5 ms from 2 per run to
-under 1, at a cost of 0 to 2 ms on the tick's median. Lowering the nice
+300 ms per 10 s against 480 to 690) and stalls over 5 ms from up to 7 per
+workload to at most 1, at a cost of 0 to 2 ms on the tick's median (the
+README has the runs). Lowering the nice
 value instead (19, with ``SCHED_BATCH``) cut the wait less and the stalls
 not at all, since only ``SCHED_IDLE`` is always preempted on wake-up. The
 price is that under a sustained overload of every core compute waits:
