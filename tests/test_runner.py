@@ -55,6 +55,14 @@ def stint_rows() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
+def twin_rows(stint_rows: np.ndarray) -> np.ndarray:
+    """The same stint driven by GR86-OTHER (car id 0)."""
+    twin = stint_rows.copy()
+    twin["chassis"] = 0
+    return twin
+
+
+@pytest.fixture(scope="module")
 def inline(stint_rows: np.ndarray) -> infer.TickResult:
     """The same rows through ``run_tick`` directly, pit window computed inline."""
     table = track_table({1: load_tracks(DEFAULT_TRACKS_PATH)["barber"]})
@@ -163,17 +171,15 @@ def test_runner_merge_gives_the_insight_and_laps_of_a_direct_run_tick(
 
 
 def test_runner_splits_a_tick_of_two_cars_over_two_workers_and_merges_both(
-    tables: Tables, stint_rows: np.ndarray, inline: infer.TickResult
+    tables: Tables, stint_rows: np.ndarray, twin_rows: np.ndarray, inline: infer.TickResult
 ) -> None:
     sent: list[dict[str, Any]] = []
-    twin = stint_rows.copy()
-    twin["chassis"] = 0  # GR86-OTHER drives the very same stint
 
     async def scenario() -> ComputeRunner:
         runner = _runner(tables, sent, workers=2)
         await runner.start()
         try:
-            runner.ring.write(twin)
+            runner.ring.write(twin_rows)
             _feed(runner, stint_rows)
             await _until(lambda: runner.stats.batches == 1, "the tick")
         finally:
@@ -196,6 +202,7 @@ def test_runner_splits_a_tick_of_two_cars_over_two_workers_and_merges_both(
 def test_runner_joins_and_splits_a_big_merged_tick_off_the_event_loop(
     tables: Tables,
     stint_rows: np.ndarray,
+    twin_rows: np.ndarray,
     inline: infer.TickResult,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -209,8 +216,6 @@ def test_runner_joins_and_splits_a_big_merged_tick_off_the_event_loop(
         return real(parts, workers)
 
     monkeypatch.setattr(runner_module, "_shards_of", spy)
-    twin = stint_rows.copy()
-    twin["chassis"] = 0
 
     async def scenario() -> ComputeRunner:
         runner = _runner(tables, [], workers=2)
@@ -218,8 +223,8 @@ def test_runner_joins_and_splits_a_big_merged_tick_off_the_event_loop(
         await runner.start()
         try:
             half = len(stint_rows) // 2  # two queued parts: the join is real
-            runner._enqueue(concat_rows([stint_rows[:half], twin[:half]]))
-            runner._enqueue(concat_rows([stint_rows[half:], twin[half:]]))
+            runner._enqueue(concat_rows([stint_rows[:half], twin_rows[:half]]))
+            runner._enqueue(concat_rows([stint_rows[half:], twin_rows[half:]]))
             runner.tick()
             await _until(lambda: runner.stats.batches == 1, "the merged tick")
         finally:
