@@ -350,10 +350,10 @@ def _fill_time(source: _Source, rows: np.ndarray, rej: _Rejector, now_s: float) 
     try:
         if not kinds <= _NUMBER_TYPES:
             raise TypeError
-        seconds = _from_epoch_numbers(np.array(values, dtype=np.float64))
+        seconds = epoch_seconds(np.array(values, dtype=np.float64))
     except (TypeError, OverflowError):
-        seconds = np.array([_time_value(v) for v in values], dtype=np.float64)
-    bad = _bad_epoch(seconds)
+        seconds = np.array([time_value(v) for v in values], dtype=np.float64)
+    bad = impossible_epoch(seconds)
     if _NONE in kinds:
         present = np.fromiter((v is not None for v in values), bool, len(values))
     else:
@@ -367,19 +367,19 @@ def _fill_time(source: _Source, rows: np.ndarray, rej: _Rejector, now_s: float) 
     rows["t"] = np.where(present, seconds, now_s)
 
 
-def _from_epoch_numbers(numbers: np.ndarray) -> np.ndarray:
+def epoch_seconds(numbers: np.ndarray) -> np.ndarray:
     """Epoch numbers to seconds: values past 1e11 are taken as milliseconds."""
     with np.errstate(invalid="ignore"):
         return np.where(numbers > _EPOCH_MS_THRESHOLD, numbers / 1000.0, numbers)
 
 
-def _bad_epoch(seconds: np.ndarray) -> np.ndarray:
+def impossible_epoch(seconds: np.ndarray) -> np.ndarray:
     """Times that can't be real: not after 1970, infinite, or past the year 5138."""
     with np.errstate(invalid="ignore"):
         return (seconds <= 0) | np.isinf(seconds) | (seconds > _EPOCH_MS_THRESHOLD)
 
 
-def _time_value(value: Any) -> float:
+def time_value(value: Any) -> float:
     """One meta_time as epoch seconds; NaN when it can't be read."""
     if value is None:
         return math.nan
@@ -481,8 +481,10 @@ def rows_from_columns(
     if times is None:
         rows["t"] = now_s
     else:
-        seconds = _from_epoch_numbers(np.asarray(times, dtype=np.float64))
-        rej.mark(_bad_epoch(seconds), "bad_value:meta_time", lambda _i: "meta_time out of range")
+        seconds = epoch_seconds(np.asarray(times, dtype=np.float64))
+        rej.mark(
+            impossible_epoch(seconds), "bad_value:meta_time", lambda _i: "meta_time out of range"
+        )
         rows["t"] = np.where(np.isnan(seconds), now_s, seconds)
     names = chassis.tolist()
     _check_names(names, set(map(type, names)), "chassis", rej, required=True)

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..payload import BodyError, Decoded, decode_body, decode_payloads, split_json
+from ..payload import BodyError, split_json
 from ..schema import StringTable
 from ..validate import Tables
-from .pipeline import Checked, check_decoded
+from .pipeline import Checked, check_body, check_payloads
 
 FRAME_HEADER = struct.Struct("!I")
 IDLE_CHECK_S = 0.5
@@ -110,18 +110,18 @@ class Interner:
         return names
 
 
-def parse_decoded(decoded: Decoded, interner: Interner) -> Parsed:
-    """Validate decoded values into rows. Pure apart from interning."""
-    checked = check_decoded(decoded, interner.tables, time.time())
+def _parsed(checked: Checked, interner: Interner) -> Parsed:
     chassis, tracks = interner.fresh()
     return Parsed(**vars(checked), new_chassis=chassis, new_tracks=tracks)
 
 
 def parse_datagrams(datagrams: list[bytes], interner: Interner) -> UdpBatch:
-    """One flush: JSON datagrams validated, binary ones passed through."""
+    """One flush: JSON datagrams validated, binary ones passed through.
+    Pure apart from interning."""
     json_payloads, binary = split_json(datagrams)
+    checked = check_payloads(json_payloads, interner.tables, time.time())
     return UdpBatch(
-        parsed=parse_decoded(decode_payloads(json_payloads), interner),
+        parsed=_parsed(checked, interner),
         datagrams=len(datagrams),
         size_bytes=sum(map(len, datagrams)),
         json_payloads=len(json_payloads),
@@ -131,10 +131,10 @@ def parse_datagrams(datagrams: list[bytes], interner: Interner) -> UdpBatch:
 
 def parse_http(request: HttpRequest, interner: Interner) -> HttpReply:
     try:
-        decoded = decode_body(request.body, request.ndjson)
+        checked = check_body(request.body, request.ndjson, interner.tables, time.time())
     except BodyError as exc:
         return HttpReply(request.ident, None, str(exc))
-    return HttpReply(request.ident, parse_decoded(decoded, interner))
+    return HttpReply(request.ident, _parsed(checked, interner))
 
 
 def run_worker(sock: socket.socket | None, conn: socket.socket, limits: WorkerLimits) -> None:

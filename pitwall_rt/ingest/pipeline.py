@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..payload import Decoded, decode_payloads
+from .. import strict_decode
+from ..payload import Decoded, decode_body, decode_payloads
 from ..ring import RingBuffer
-from ..schema import SOURCE_ID, empty_rows
+from ..schema import SOURCE_ID, concat_rows, empty_rows
 from ..stats import IngestStats
 from ..validate import Tables, validate_points
 
@@ -52,12 +53,19 @@ class Ingestor:
 
     def ingest_payloads(self, payloads: list[bytes], source: str) -> IngestResult:
         """Decode and store raw JSON/NDJSON payloads."""
-        decoded = decode_payloads(payloads)
         self.stats.payloads[source] += len(payloads)
-        return self.ingest_decoded(decoded, source)
+        return self._ingest_checked(check_payloads(payloads, self.tables, self.clock()), source)
+
+    def ingest_body(self, body: bytes, ndjson: bool, source: str) -> IngestResult:
+        """Decode and store one HTTP body; raises BodyError when it is not JSON."""
+        checked = check_body(body, ndjson, self.tables, self.clock())
+        self.stats.payloads[source] += 1
+        return self._ingest_checked(checked, source)
 
     def ingest_decoded(self, decoded: Decoded, source: str) -> IngestResult:
-        checked = check_decoded(decoded, self.tables, self.clock())
+        return self._ingest_checked(check_decoded(decoded, self.tables, self.clock()), source)
+
+    def _ingest_checked(self, checked: Checked, source: str) -> IngestResult:
         self.accept(checked.rows, source, checked.reasons, checked.empty_payloads)
         return IngestResult(len(checked.rows), checked.rejected, checked.first_errors)
 
@@ -114,3 +122,44 @@ def check_decoded(decoded: Decoded, tables: Tables, now_s: float) -> Checked:
             reasons[reason] = reasons.get(reason, 0) + count
         errors += checked.first_errors
     return Checked(rows, reasons, errors[:MAX_ERRORS], decoded.empty)
+
+
+def check_payloads(payloads: list[bytes], tables: Tables, now_s: float) -> Checked:
+    """Decode and validate datagrams' payloads: the strict decoder takes the
+    clean ones, the general path the rest (and the whole batch when the
+    strict rows fail a late check). Strict rows come first."""
+    points: list[Any] = []
+    empty = 0
+    refused: list[bytes] = []
+    for payload in payloads:
+        found = strict_decode.decode_into(payload, points)
+        if found is None:
+            refused.append(payload)
+        else:
+            empty += found
+    rows = strict_decode.rows_from_points(points, tables, now_s) if points else empty_rows(0)
+    if rows is None:
+        return check_decoded(decode_payloads(payloads), tables, now_s)
+    if not refused:
+        return Checked(rows, empty_payloads=empty)
+    rest = check_decoded(decode_payloads(refused), tables, now_s)
+    rest.rows = concat_rows([rows, rest.rows]) if len(rows) else rest.rows
+    rest.empty_payloads += empty
+    return rest
+
+
+def check_body(body: bytes, ndjson: bool, tables: Tables, now_s: float) -> Checked:
+    """Decode and validate one HTTP body, strictly when it is clean; raises
+    BodyError when it is not JSON (or, for NDJSON, no line is). A body with
+    no points at all goes the general way, which counts it as empty."""
+    if ndjson:
+        points = strict_decode.decode_lines(body)
+    else:
+        points = []
+        if strict_decode.decode_into(body, points) is None:
+            points = None
+    if points:
+        rows = strict_decode.rows_from_points(points, tables, now_s)
+        if rows is not None:
+            return Checked(rows)
+    return check_decoded(decode_body(body, ndjson), tables, now_s)

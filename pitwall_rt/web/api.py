@@ -19,7 +19,7 @@ from ..ingest.parse_process import ParserUnavailable
 from ..ingest.pipeline import Ingestor, IngestResult
 from ..ingest.udp import kernel_drops
 from ..loopwatch import LoopStats
-from ..payload import BodyError, decode_body
+from ..payload import BodyError
 from ..points import rows_to_points
 from ..recording import list_sessions
 from .keys import (
@@ -216,9 +216,7 @@ async def ingest(request: web.Request) -> web.Response:
 
 def _ingest_here(ingestor: Ingestor, body: bytes, ndjson: bool) -> IngestResult:
     """Parse and store a body in the loop (a small one, or ``INGEST_PARSER=loop``)."""
-    decoded = decode_body(body, ndjson)
-    ingestor.stats.payloads["http"] += 1
-    return ingestor.ingest_decoded(decoded, "http")
+    return ingestor.ingest_body(body, ndjson, "http")
 
 
 async def metrics(request: web.Request) -> web.Response:
