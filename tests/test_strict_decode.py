@@ -88,9 +88,10 @@ times = st.one_of(
         ]
     ),
 )
+# Lengths count characters, not bytes, both ways: 64 emoji is a good name.
 names = st.one_of(
-    st.sampled_from(["GR86-002-000", "GR86-004-078", "car é", "x" * 64]),
-    st.sampled_from(["", "x" * 65, 7, None, ["a"]]),
+    st.sampled_from(["GR86-002-000", "GR86-004-078", "car é", "x" * 64, "\U0001f600" * 64]),
+    st.sampled_from(["", "x" * 65, "\U0001f600" * 65, 7, None, ["a"]]),
 )
 point_keys = {
     **{name: field_values(name) for name in NUMERIC_FIELDS},
@@ -118,7 +119,20 @@ payloads = st.one_of(
     points.map(dumps),
     st.lists(points, max_size=6).map(dumps),
     st.lists(points, min_size=2, max_size=3).map(lambda ps: b"\n".join(map(dumps, ps))),
-    st.sampled_from([b"[]", b"", b"  ", b"{", b"5", b'"x"', b"[1, 2]", b'{"chassis": NaN}']),
+    st.sampled_from(
+        [
+            b"[]",
+            b"",
+            b"  ",
+            b"{",
+            b"5",
+            b'"x"',
+            b"[1, 2]",
+            b'{"chassis": NaN}',
+            b'{"chassis": "\\ud800"}',  # a lone surrogate: not text orjson could send on
+            b'{"chassis": "\xff"}',  # not UTF-8
+        ]
+    ),
 )
 
 
@@ -186,6 +200,7 @@ def test_real_grcup_points_take_the_strict_path_and_agree() -> None:
         b'{"chassis": "a", "speed_kmh": "120"}',
         b'{"chassis": ""}',
         b'{"chassis": "a"}\n{"chassis": "b"}',
+        b'{"chassis": "\\ud800"}',  # stored, it could not be sent on as JSON
         b"[1]",
         b"not json",
     ],
