@@ -89,7 +89,14 @@ def decode_into(payload: bytes, points: list[Any]) -> int | None:
 
 
 def decode_lines(body: bytes) -> list[Any] | None:
-    """An NDJSON body's points, or None when any line is refused."""
+    """An NDJSON body's points, or None when any line is refused.
+
+    Bodies with a carriage return, or an empty array on a line, go the
+    general way too: msgspec also ends a line at a lone CR, which the
+    general path's split does not, and only the general path counts empty
+    arrays."""
+    if b"\r" in body:
+        return None
     try:
         lines = _decode_lines(body)
     except _Refused:
@@ -97,6 +104,8 @@ def decode_lines(body: bytes) -> list[Any] | None:
     points: list[Any] = []
     for value in lines:
         if type(value) is list:
+            if not value:
+                return None
             points.extend(value)
         else:
             points.append(value)
