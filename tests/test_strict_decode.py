@@ -151,6 +151,11 @@ payloads = st.one_of(
             b'{"chassis": NaN}',
             b'{"chassis": "\\ud800"}',  # a lone surrogate: not text orjson could send on
             b'{"chassis": "\xff"}',  # not UTF-8
+            b'\xef\xbb\xbf{"chassis": "a"}',  # a byte-order mark
+            b'{"chassis": "a"}\x00',
+            b'{"chassis": "a",}',
+            b'{"chassis": "a", "lap": 01}',
+            b'\t{"chassis": "a", "lapdist_m": -0}\r\n',
         ]
     ),
 )
