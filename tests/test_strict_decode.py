@@ -127,6 +127,9 @@ clean_points = st.fixed_dictionaries(
     },
 )
 
+# What NDJSON senders put between lines.
+separators = st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n", b"\n \n", b"\n\n\n"])
+
 
 def dumps(value: Any) -> bytes:
     """JSON as a sender would write it; the standard library's, which, unlike
@@ -139,6 +142,9 @@ payloads = st.one_of(
     st.lists(clean_points, max_size=6).map(dumps),
     st.lists(points, max_size=6).map(dumps),
     st.lists(points, min_size=2, max_size=3).map(lambda ps: b"\n".join(map(dumps, ps))),
+    st.tuples(st.lists(clean_points, min_size=1, max_size=3), separators).map(
+        lambda c: c[1].join(map(dumps, c[0]))
+    ),
     st.sampled_from(
         [
             b"[]",
@@ -167,8 +173,7 @@ def test_datagrams_give_what_the_general_path_gives(batch: list[bytes]) -> None:
     both_ways(batch)
 
 
-# What NDJSON senders put between lines, and what they put on one.
-separators = st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n", b"\n \n"])
+# What NDJSON senders put on one line.
 lines = st.one_of(points, clean_points, st.lists(clean_points, max_size=2))
 
 
@@ -281,3 +286,20 @@ def test_aliases_fill_only_what_the_canonical_name_leaves_out() -> None:
     assert rows["speed_kmh"].tolist() == [120.0, 99.0]
     assert rows["rpm"][0] == 6000 and rows["throttle_pct"][0] == 80
     assert np.isnan(rows["rpm"][1])
+
+
+def test_clean_datagrams_never_reach_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def general(_payloads: list[bytes]) -> None:
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr("pitwall_rt.ingest.pipeline.decode_payloads", general)
+    lines = [{"chassis": "GR86-002-000", "lap": 3}, {"chassis": "GR86-004-078", "speed": 99.5}]
+    payloads = [
+        orjson.dumps(lines[0]),
+        orjson.dumps(lines),
+        b"\n".join(map(orjson.dumps, lines)) + b"\n",
+        b"[]",
+    ]
+    checked = check_payloads(payloads, tables(), NOW)
+    assert len(checked.rows) == 5 and checked.empty_payloads == 1
+    assert checked.rows["speed_kmh"][2] == 99.5

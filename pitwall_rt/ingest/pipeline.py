@@ -126,13 +126,19 @@ def check_decoded(decoded: Decoded, tables: Tables, now_s: float) -> Checked:
 
 def check_payloads(payloads: list[bytes], tables: Tables, now_s: float) -> Checked:
     """Decode and validate datagrams' payloads: the strict decoder takes the
-    clean ones, the general path the rest (and the whole batch when the
-    strict rows fail a late check). Strict rows come first."""
+    clean ones (a JSON value, or NDJSON lines), the general path the rest
+    (and the whole batch when the strict rows fail a late check). Strict
+    rows come first."""
     points: list[Any] = []
     empty = 0
     refused: list[bytes] = []
     for payload in payloads:
         found = strict_decode.decode_into(payload, points)
+        if found is None and b"\n" in payload:
+            lines = strict_decode.decode_lines(payload)
+            if lines:  # none: blank lines only, which the general path counts as empty
+                points.extend(lines)
+                found = 0
         if found is None:
             refused.append(payload)
         else:
