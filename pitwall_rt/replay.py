@@ -41,7 +41,7 @@ from .demo_gen import DEMO_FORMAT, generate_demo, load_demo, write_demo
 from .history import parse_time
 from .recording import SEGMENT_SUFFIX, Recorder, epoch_seconds, read_session
 from .schema import INT_FIELDS, NUMERIC_FIELDS, SOURCE_ID, StringTable
-from .validate import Tables, validate_points
+from .validate import EPOCH_MS_THRESHOLD, Tables, validate_points
 
 UDP_POINTS = 40  # per datagram
 UDP_MAX_BYTES = 60_000  # below the 65,507-byte UDP payload limit, with room to spare
@@ -55,8 +55,6 @@ class ReplayError(Exception):
 
 
 # -- reading what to send -------------------------------------------------------------
-
-_EPOCH_MS_THRESHOLD = 1e11  # as in validate.py: larger epoch numbers are milliseconds
 
 
 @dataclass
@@ -91,7 +89,7 @@ def _time_of(point: Any) -> float:
         seconds = parse_time(str(value)) if value is not None else float("nan")
     except ValueError:
         return float("nan")
-    return seconds / 1000.0 if seconds > _EPOCH_MS_THRESHOLD else seconds
+    return seconds / 1000.0 if seconds > EPOCH_MS_THRESHOLD else seconds
 
 
 def _points_from_dicts(points: list[Any]) -> Points:

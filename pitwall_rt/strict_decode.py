@@ -24,7 +24,13 @@ import msgspec
 import numpy as np
 
 from .schema import ALIASES, LIMITS, MAX_NAME_LEN, NUMERIC_FIELDS, empty_rows
-from .validate import Tables, epoch_seconds, impossible_epoch, time_value
+from .validate import (
+    EPOCH_MS_THRESHOLD,
+    Tables,
+    epoch_numbers_to_seconds,
+    impossible_epoch,
+    time_value,
+)
 
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN)]
 
@@ -68,6 +74,8 @@ _chassis = attrgetter("chassis")
 _track = attrgetter("track")
 _meta_time = attrgetter("meta_time")
 _NUMBER_KINDS = frozenset({float, type(None)})
+_FLOAT = {float}
+_ABSENT = {type(None)}
 
 
 def decode_into(payload: bytes, points: list[Any]) -> int | None:
@@ -126,11 +134,11 @@ def rows_from_points(points: list[Any], tables: Tables, now_s: float) -> np.ndar
         chassis = [a[0] if c is None else c for c, a in zip(chassis, aliased, strict=True)]
     if None in chassis:
         return None
-    seconds = _times(list(map(_meta_time, points)))
+    seconds = _times(list(map(_meta_time, points)), now_s)
     if seconds is None:
         return None
     rows = empty_rows(n)
-    rows["t"] = np.where(np.isnan(seconds), now_s, seconds)
+    rows["t"] = seconds
     rows["recv_t"] = now_s
     matrix = np.array(list(map(_numbers, points)), dtype=np.float64).reshape(n, -1)
     if has_aliases:
@@ -150,17 +158,28 @@ def rows_from_points(points: list[Any], tables: Tables, now_s: float) -> np.ndar
     return rows
 
 
-def _times(values: list[Any]) -> np.ndarray | None:
-    """``meta_time`` as epoch seconds (NaN where absent); None if any is impossible."""
-    if set(map(type, values)) <= _NUMBER_KINDS:
-        seconds = epoch_seconds(np.array(values, dtype=np.float64))
+def _times(values: list[Any], now_s: float) -> np.ndarray | float | None:
+    """``meta_time`` as epoch seconds, ``now_s`` where absent; None if any is impossible.
+
+    The usual batch, every point stamped in epoch seconds, costs three numpy
+    calls: for a 100-point HTTP body the general checks below were a tenth
+    of the request's time in the loop."""
+    kinds = set(map(type, values))
+    if kinds == _FLOAT:
+        seconds = np.array(values, dtype=np.float64)
+        if seconds.min() > 0 and seconds.max() <= EPOCH_MS_THRESHOLD:
+            return seconds
+    elif kinds == _ABSENT:
+        return now_s
+    if kinds <= _NUMBER_KINDS:
+        seconds = epoch_numbers_to_seconds(np.array(values, dtype=np.float64))
         sent_unreadable = np.zeros(len(values), dtype=bool)
     else:
         seconds = np.array(list(map(time_value, values)), dtype=np.float64)
         sent_unreadable = np.isnan(seconds) & np.array([v is not None for v in values])
     if (impossible_epoch(seconds) | sent_unreadable).any():
         return None
-    return seconds
+    return np.where(np.isnan(seconds), now_s, seconds)
 
 
 def _fill_aliases(matrix: np.ndarray, aliased: list[tuple[Any, ...]]) -> None:

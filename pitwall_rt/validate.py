@@ -39,7 +39,7 @@ from .schema import (
 
 _NONE = type(None)
 _NUMBER_TYPES = frozenset({int, float, _NONE})
-_EPOCH_MS_THRESHOLD = 1e11  # epoch seconds pass this in the year 5138; above it means ms
+EPOCH_MS_THRESHOLD = 1e11  # epoch seconds pass this in the year 5138; above it means ms
 
 _get = dict.get
 
@@ -350,7 +350,7 @@ def _fill_time(source: _Source, rows: np.ndarray, rej: _Rejector, now_s: float) 
     try:
         if not kinds <= _NUMBER_TYPES:
             raise TypeError
-        seconds = epoch_seconds(np.array(values, dtype=np.float64))
+        seconds = epoch_numbers_to_seconds(np.array(values, dtype=np.float64))
     except (TypeError, OverflowError):
         seconds = np.array([time_value(v) for v in values], dtype=np.float64)
     bad = impossible_epoch(seconds)
@@ -367,16 +367,16 @@ def _fill_time(source: _Source, rows: np.ndarray, rej: _Rejector, now_s: float) 
     rows["t"] = np.where(present, seconds, now_s)
 
 
-def epoch_seconds(numbers: np.ndarray) -> np.ndarray:
+def epoch_numbers_to_seconds(numbers: np.ndarray) -> np.ndarray:
     """Epoch numbers to seconds: values past 1e11 are taken as milliseconds."""
     with np.errstate(invalid="ignore"):
-        return np.where(numbers > _EPOCH_MS_THRESHOLD, numbers / 1000.0, numbers)
+        return np.where(numbers > EPOCH_MS_THRESHOLD, numbers / 1000.0, numbers)
 
 
 def impossible_epoch(seconds: np.ndarray) -> np.ndarray:
     """Times that can't be real: not after 1970, infinite, or past the year 5138."""
     with np.errstate(invalid="ignore"):
-        return (seconds <= 0) | np.isinf(seconds) | (seconds > _EPOCH_MS_THRESHOLD)
+        return (seconds <= 0) | np.isinf(seconds) | (seconds > EPOCH_MS_THRESHOLD)
 
 
 def time_value(value: Any) -> float:
@@ -389,7 +389,7 @@ def time_value(value: Any) -> float:
             number = float(value)
         except OverflowError:
             return math.nan
-        return number / 1000.0 if number > _EPOCH_MS_THRESHOLD else number
+        return number / 1000.0 if number > EPOCH_MS_THRESHOLD else number
     if kind is str:
         return parse_iso(value)
     return math.nan
@@ -481,7 +481,7 @@ def rows_from_columns(
     if times is None:
         rows["t"] = now_s
     else:
-        seconds = epoch_seconds(np.asarray(times, dtype=np.float64))
+        seconds = epoch_numbers_to_seconds(np.asarray(times, dtype=np.float64))
         rej.mark(
             impossible_epoch(seconds), "bad_value:meta_time", lambda _i: "meta_time out of range"
         )
