@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import msgspec
 import numpy as np
 
-from .schema import ALIASES, LIMITS, MAX_NAME_LEN, NUMERIC_FIELDS, empty_rows
+from .schema import ALIASES, LIMITS, MAX_NAME_LEN, NUMERIC_FIELDS, empty_rows, put_numeric
 from .validate import (
     EPOCH_MS_THRESHOLD,
     Tables,
@@ -143,8 +143,7 @@ def rows_from_points(points: list[Any], tables: Tables, now_s: float) -> np.ndar
     matrix = np.array(list(map(_numbers, points)), dtype=np.float64).reshape(n, -1)
     if has_aliases:
         _fill_aliases(matrix, aliased)
-    for column, name in enumerate(NUMERIC_FIELDS):
-        rows[name] = matrix[:, column]
+    put_numeric(rows, matrix)
     tracks = list(map(_track, points))
     if tracks.count(None) != n:
         track_ids = _ids(tracks, tables.track)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from pitwall_rt.schema import (
     copy_rows,
     empty_rows,
     id_order,
+    put_numeric,
     take_rows,
 )
 
@@ -59,6 +61,26 @@ def test_empty_rows_are_nan_in_every_numeric_field_and_zero_elsewhere() -> None:
     rows["speed_kmh"] = 1.0  # each call is a fresh block
     assert np.isnan(empty_rows(4)["speed_kmh"]).all()
     assert len(empty_rows(0)) == 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 300), st.integers(0, 2**32 - 1))
+def test_put_numeric_equals_field_by_field_assignment(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    columns = rng.normal(size=(n, len(NUMERIC_FIELDS))) * 1000
+    columns[rng.random(columns.shape) < 0.2] = np.nan
+    ours, expected = _rows(n, 0), _rows(n, 0)
+    put_numeric(ours, columns)
+    for k, name in enumerate(NUMERIC_FIELDS):
+        expected[name] = columns[:, k]
+    assert ours.tobytes() == expected.tobytes()  # the other fields untouched too
+
+
+def test_put_numeric_refuses_a_wrong_shape_or_dtype() -> None:
+    with pytest.raises(ValueError):
+        put_numeric(empty_rows(3), np.zeros((3, len(NUMERIC_FIELDS) - 1)))
+    with pytest.raises(ValueError):
+        put_numeric(np.zeros(3, dtype=[("t", "f8")]), np.zeros((3, len(NUMERIC_FIELDS))))
 
 
 def test_copy_rows_is_an_independent_equal_copy() -> None:
