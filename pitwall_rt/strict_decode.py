@@ -24,13 +24,7 @@ import msgspec
 import numpy as np
 
 from .schema import ALIASES, LIMITS, MAX_NAME_LEN, NUMERIC_FIELDS, empty_rows, put_numeric
-from .validate import (
-    EPOCH_MS_THRESHOLD,
-    Tables,
-    epoch_numbers_to_seconds,
-    impossible_epoch,
-    time_value,
-)
+from .validate import Tables, meta_time_column, name_ids
 
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN)]
 
@@ -73,9 +67,6 @@ _NO_ALIAS = (None,) * (1 + len(_NUMBER_ALIASES))
 _chassis = attrgetter("chassis")
 _track = attrgetter("track")
 _meta_time = attrgetter("meta_time")
-_NUMBER_KINDS = frozenset({float, type(None)})
-_FLOAT = {float}
-_ABSENT = {type(None)}
 
 
 def decode_into(payload: bytes, points: list[Any]) -> int | None:
@@ -134,11 +125,12 @@ def rows_from_points(points: list[Any], tables: Tables, now_s: float) -> np.ndar
         chassis = [a[0] if c is None else c for c, a in zip(chassis, aliased, strict=True)]
     if None in chassis:
         return None
-    seconds = _times(list(map(_meta_time, points)), now_s)
-    if seconds is None:
+    times = list(map(_meta_time, points))
+    t, impossible = meta_time_column(times, set(map(type, times)), now_s)
+    if impossible is not None and impossible.any():
         return None
     rows = empty_rows(n)
-    rows["t"] = seconds
+    rows["t"] = t
     rows["recv_t"] = now_s
     matrix = np.array(list(map(_numbers, points)), dtype=np.float64).reshape(n, -1)
     if has_aliases:
@@ -146,39 +138,15 @@ def rows_from_points(points: list[Any], tables: Tables, now_s: float) -> np.ndar
     put_numeric(rows, matrix)
     tracks = list(map(_track, points))
     if tracks.count(None) != n:
-        track_ids = _ids(tracks, tables.track)
-        if track_ids is None:
+        track_ids, full = name_ids(tracks, tables.track)
+        if full:
             return None
         rows["track"] = track_ids
-    chassis_ids = _ids(chassis, tables.chassis)
-    if chassis_ids is None:
+    chassis_ids, full = name_ids(chassis, tables.chassis)
+    if full:
         return None
     rows["chassis"] = chassis_ids
     return rows
-
-
-def _times(values: list[Any], now_s: float) -> np.ndarray | float | None:
-    """``meta_time`` as epoch seconds, ``now_s`` where absent; None if any is impossible.
-
-    The usual batch, every point stamped in epoch seconds, costs three numpy
-    calls: for a 100-point HTTP body the general checks below were a tenth
-    of the request's time in the loop."""
-    kinds = set(map(type, values))
-    if kinds == _FLOAT:
-        seconds = np.array(values, dtype=np.float64)
-        if seconds.min() > 0 and seconds.max() <= EPOCH_MS_THRESHOLD:
-            return seconds
-    elif kinds == _ABSENT:
-        return now_s
-    if kinds <= _NUMBER_KINDS:
-        seconds = epoch_numbers_to_seconds(np.array(values, dtype=np.float64))
-        sent_unreadable = np.zeros(len(values), dtype=bool)
-    else:
-        seconds = np.array(list(map(time_value, values)), dtype=np.float64)
-        sent_unreadable = np.isnan(seconds) & np.array([v is not None for v in values])
-    if (impossible_epoch(seconds) | sent_unreadable).any():
-        return None
-    return np.where(np.isnan(seconds), now_s, seconds)
 
 
 def _fill_aliases(matrix: np.ndarray, aliased: list[tuple[Any, ...]]) -> None:
@@ -188,21 +156,3 @@ def _fill_aliases(matrix: np.ndarray, aliased: list[tuple[Any, ...]]) -> None:
         column = NUMERIC_FIELDS.index(ALIASES[alias])
         missing = np.isnan(matrix[:, column])
         matrix[missing, column] = values[missing, k]
-
-
-def _ids(names: list[str | None], table: Any) -> list[int] | None:
-    """Table ids (0 for None); None when a new name finds the table full."""
-    ids = list(map(table.lookup, names))
-    if None not in ids:
-        return ids
-    out = []
-    for name, ident in zip(names, ids, strict=True):
-        if ident is None:
-            if name is None:
-                ident = 0
-            elif table.capacity > len(table):
-                ident = table.intern(name)
-            else:
-                return None
-        out.append(ident)
-    return out

@@ -344,27 +344,44 @@ def _mark_huge(values: Sequence[Any], name: str, rej: _Rejector) -> list[Any]:
 
 def _fill_time(source: _Source, rows: np.ndarray, rej: _Rejector, now_s: float) -> None:
     values, kinds = source.column("meta_time")
+    t, bad = meta_time_column(values, kinds, now_s)
+    if bad is not None:
+        rej.mark(
+            bad,
+            "bad_value:meta_time",
+            lambda i: f"meta_time {values[i]!r} is not ISO-8601 or epoch seconds",
+        )
+    rows["t"] = t
+
+
+def meta_time_column(
+    values: Sequence[Any], kinds: set[type], now_s: float
+) -> tuple[np.ndarray | float, np.ndarray | None]:
+    """``meta_time`` values (of types ``kinds``) as the stored ``t`` column,
+    ``now_s`` where absent, and which values were sent but can't be a time
+    (None when there is nothing to check).
+
+    The usual batch, every point stamped in epoch seconds, is checked with a
+    min and a max: three numpy calls, where the general checks take ten,
+    which were a tenth of a 100-point HTTP body's time in the loop."""
     if kinds == {_NONE}:
-        rows["t"] = now_s
-        return
+        return now_s, None
+    if kinds == {float}:
+        seconds = np.array(values, dtype=np.float64)
+        if seconds.min() > 0 and seconds.max() <= EPOCH_MS_THRESHOLD:
+            return seconds, None
     try:
         if not kinds <= _NUMBER_TYPES:
             raise TypeError
         seconds = epoch_numbers_to_seconds(np.array(values, dtype=np.float64))
     except (TypeError, OverflowError):
-        seconds = np.array([time_value(v) for v in values], dtype=np.float64)
-    bad = impossible_epoch(seconds)
+        seconds = np.array([_time_value(v) for v in values], dtype=np.float64)
     if _NONE in kinds:
         present = np.fromiter((v is not None for v in values), bool, len(values))
     else:
         present = np.ones(len(values), dtype=bool)
-    bad |= present & np.isnan(seconds)
-    rej.mark(
-        bad,
-        "bad_value:meta_time",
-        lambda i: f"meta_time {values[i]!r} is not ISO-8601 or epoch seconds",
-    )
-    rows["t"] = np.where(present, seconds, now_s)
+    bad = _impossible_epoch(seconds) | (present & np.isnan(seconds))
+    return np.where(present, seconds, now_s), bad
 
 
 def epoch_numbers_to_seconds(numbers: np.ndarray) -> np.ndarray:
@@ -373,13 +390,13 @@ def epoch_numbers_to_seconds(numbers: np.ndarray) -> np.ndarray:
         return np.where(numbers > EPOCH_MS_THRESHOLD, numbers / 1000.0, numbers)
 
 
-def impossible_epoch(seconds: np.ndarray) -> np.ndarray:
+def _impossible_epoch(seconds: np.ndarray) -> np.ndarray:
     """Times that can't be real: not after 1970, infinite, or past the year 5138."""
     with np.errstate(invalid="ignore"):
         return (seconds <= 0) | np.isinf(seconds) | (seconds > EPOCH_MS_THRESHOLD)
 
 
-def time_value(value: Any) -> float:
+def _time_value(value: Any) -> float:
     """One meta_time as epoch seconds; NaN when it can't be read."""
     if value is None:
         return math.nan
@@ -435,21 +452,32 @@ def _intern_names(
     so garbage can't fill the bounded table."""
     if not set(map(type, values)) <= {str, _NONE}:
         values = [v if type(v) is str else None for v in values]
-    ids = list(map(table.lookup, values))
-    if None in ids:
-        bad = rej.bad.tolist()
-        full: list[int] = []
-        for i, (value, ident) in enumerate(zip(values, ids, strict=True)):
-            if ident is not None or value is None or bad[i]:
-                ids[i] = ident or 0
-                continue
-            try:
-                ids[i] = table.intern(value)
-            except TableFullError:
-                ids[i] = 0
-                full.append(i)
-        rej.mark_indices(full, f"table_full:{name}", f"too many distinct {name} names")
+    ids, full = name_ids(values, table, skip=rej.bad)
+    rej.mark_indices(full, f"table_full:{name}", f"too many distinct {name} names")
     rows[name] = ids
+
+
+def name_ids(
+    names: Sequence[Any], table: StringTable, skip: np.ndarray | None = None
+) -> tuple[list[int], list[int]]:
+    """Table ids of ``names``, interning new ones; 0 for None, for points
+    ``skip`` marks (new names of those are not interned) and for new names
+    the full table has no room for, whose indices come second."""
+    ids: list[Any] = list(map(table.lookup, names))
+    full: list[int] = []
+    if None not in ids:
+        return ids, full
+    skipped = skip.tolist() if skip is not None else [False] * len(ids)
+    for i, (name, ident) in enumerate(zip(names, ids, strict=True)):
+        if ident is not None or name is None or skipped[i]:
+            ids[i] = ident or 0
+            continue
+        try:
+            ids[i] = table.intern(name)
+        except TableFullError:
+            ids[i] = 0
+            full.append(i)
+    return ids, full
 
 
 def rows_from_columns(
@@ -483,7 +511,7 @@ def rows_from_columns(
     else:
         seconds = epoch_numbers_to_seconds(np.asarray(times, dtype=np.float64))
         rej.mark(
-            impossible_epoch(seconds), "bad_value:meta_time", lambda _i: "meta_time out of range"
+            _impossible_epoch(seconds), "bad_value:meta_time", lambda _i: "meta_time out of range"
         )
         rows["t"] = np.where(np.isnan(seconds), now_s, seconds)
     names = chassis.tolist()

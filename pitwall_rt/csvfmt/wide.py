@@ -26,13 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import ALIASES, NUMERIC_FIELDS
+from ..validate import epoch_numbers_to_seconds
 from . import GPS_COLUMNS, TIME_COLUMN, IssueLog, PointBatch
 from .repair import BackwardSteps, GapCounter, LapTracker, Repairs
 
 NO_TIME: Final = np.iinfo(np.int64).min
 """Epoch-nanosecond value that marks an empty or unreadable time."""
 
-_EPOCH_MS_THRESHOLD = 1e11  # epoch seconds pass this in the year 5138; above it means ms
 _NULLS: Final = pa.array(
     ["", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "null", "NULL", "None", "#N/A"]
 )
@@ -123,7 +123,7 @@ def _epoch_ns(seconds: np.ndarray) -> np.ndarray:
     """Epoch seconds (or ms above 1e11) as float -> int64 ns, rounded to whole
     µs (exact in float64, unlike ns); NaN -> NO_TIME."""
     with np.errstate(invalid="ignore"):
-        seconds = np.where(seconds > _EPOCH_MS_THRESHOLD, seconds / 1000.0, seconds)
+        seconds = epoch_numbers_to_seconds(seconds)
         ok = np.isfinite(seconds) & (np.abs(seconds) < 9e9)
     micros = np.round(np.where(ok, seconds, 0.0) * 1e6).astype(np.int64)
     return np.where(ok, micros * 1000, NO_TIME)
