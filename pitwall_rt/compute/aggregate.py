@@ -125,31 +125,53 @@ def merge_all(parts: Iterable[Partial]) -> Partial:
     return total
 
 
-def segment_partials(rows: np.ndarray, phys: PointPhysics, starts: np.ndarray) -> list[Partial]:
-    """One :class:`Partial` per run ``rows[starts[k]:starts[k+1]]``, vectorised.
+PartialColumns = tuple[np.ndarray, np.ndarray]
+"""Per-sample sums ``(n, 11)`` and maxima ``(n, 4)`` that :class:`Partial` totals are made of."""
 
-    ``rows`` are one car's time-sorted rows, ``phys`` their physics, and
-    ``starts`` strictly increasing indices beginning at 0. Sums and maxima
-    for all runs come from one ``reduceat`` each; only building the result
-    objects loops, once per run.
+
+def partial_columns(rows: np.ndarray, phys: PointPhysics) -> PartialColumns:
+    """What each sample adds to a :class:`Partial`, as sums and maxima columns.
+
+    Element-wise in the samples, so the columns of several cars' rows computed
+    at once, cut at a car's bounds, equal that car's alone: a tick builds them
+    once for all its cars instead of once per car.
     """
     speed = rows["speed_kmh"]
     accx, accy = rows["accx_can"], rows["accy_can"]
     has_speed = np.isfinite(speed)
-    sums = np.column_stack(
-        (
-            phys.dt_s,
-            np.where(has_speed, speed, 0.0),
-            has_speed,
-            phys.brake_bar_s,
-            phys.hard_brake_edge,
-            phys.hard_corner_edge,
-            phys.gap,
-            phys.stress_g_m,
-        )
-    ).astype(np.float64)
+    sums = np.empty((len(rows), 11))
+    sums[:, 0] = phys.dt_s
+    sums[:, 1] = np.where(has_speed, speed, 0.0)
+    sums[:, 2] = has_speed
+    sums[:, 3] = phys.brake_bar_s
+    sums[:, 4] = phys.hard_brake_edge
+    sums[:, 5] = phys.hard_corner_edge
+    sums[:, 6] = phys.gap
+    sums[:, 7:11] = phys.stress_g_m
+    maxes = np.empty((len(rows), 4))
+    maxes[:, 0] = speed
+    maxes[:, 1] = np.abs(accy)
     # np.clip keeps NaN: a missing value stays "not seen" for fmax.
-    maxes = np.column_stack((speed, np.abs(accy), np.clip(-accx, 0, None), np.clip(accx, 0, None)))
+    np.clip(-accx, 0, None, out=maxes[:, 2])
+    np.clip(accx, 0, None, out=maxes[:, 3])
+    return sums, maxes
+
+
+def segment_partials(
+    rows: np.ndarray,
+    phys: PointPhysics,
+    starts: np.ndarray,
+    columns: PartialColumns | None = None,
+) -> list[Partial]:
+    """One :class:`Partial` per run ``rows[starts[k]:starts[k+1]]``, vectorised.
+
+    ``rows`` are one car's time-sorted rows, ``phys`` their physics, and
+    ``starts`` strictly increasing indices beginning at 0; ``columns`` their
+    :func:`partial_columns` when already computed. Sums and maxima for all
+    runs come from one ``reduceat`` each; only building the result objects
+    loops, once per run.
+    """
+    sums, maxes = partial_columns(rows, phys) if columns is None else columns
     total = np.add.reduceat(sums, starts, axis=0)
     peak = np.fmax.reduceat(maxes, starts, axis=0)
     counts = np.diff(np.append(starts, len(rows)))

@@ -113,7 +113,7 @@ def compute_batch(
         (int(car_rows["chassis"][0]), car_rows) for car_rows in np.split(ordered, starts[1:])
     ]
     begun = [_state_for(states.get(cid), car_rows) for cid, car_rows in per_car]
-    kept = fresh_rows(begun, ordered, starts)
+    kept = fresh_rows(begun, ordered, starts, wf.sample_columns if windows is not None else None)
     for (cid, car_rows), state, fresh in zip(per_car, begun, kept, strict=True):
         geom = _geometry(tracks, state.track_id)
         new_state, sectors, laps, fresh = advance_rows(state, car_rows, geom, fresh)

@@ -31,7 +31,7 @@ partials), then one Python step per candidate boundary, never per sample.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -39,7 +39,16 @@ import numpy as np
 
 from ..schema import take_rows
 from ..tracks import OVERSHOOT_TOLERANCE_M
-from .aggregate import EMPTY, Partial, SectorRolling, json_float, merge, segment_partials
+from .aggregate import (
+    EMPTY,
+    Partial,
+    PartialColumns,
+    SectorRolling,
+    json_float,
+    merge,
+    partial_columns,
+    segment_partials,
+)
 from .physics import PhysicsCarry, PointPhysics, point_physics, point_physics_runs
 
 NAN: Final = float("nan")
@@ -230,6 +239,10 @@ class FreshRows:
     last_t_before: float
     carry_before: PhysicsCarry
     carry_after: PhysicsCarry
+    columns: PartialColumns | None = None
+    """The rows' :func:`~.aggregate.partial_columns` (None: compute them)."""
+    extra: tuple[np.ndarray, ...] = ()
+    """Per-sample arrays ``fresh_rows``' ``extra`` made for all cars at once, cut like ``rows``."""
 
     def follows(self, last_t: float, carry: PhysicsCarry) -> bool:
         """Whether a consumer whose last sample was ``last_t`` and whose physics
@@ -245,8 +258,15 @@ def _same_carry(a: PhysicsCarry, b: PhysicsCarry) -> bool:
     return _same_float(a.last_t, b.last_t) and a.braking == b.braking and a.cornering == b.cornering
 
 
+SampleColumns = Callable[[np.ndarray, PointPhysics], tuple[np.ndarray, ...]]
+"""An element-wise function of samples and their physics, for :func:`fresh_rows`' ``extra``."""
+
+
 def fresh_rows(
-    states: Sequence[ChassisState], rows: np.ndarray, starts: np.ndarray
+    states: Sequence[ChassisState],
+    rows: np.ndarray,
+    starts: np.ndarray,
+    extra: SampleColumns | None = None,
 ) -> list[FreshRows]:
     """Drop late and duplicate rows of several cars at once, and compute the physics.
 
@@ -270,19 +290,26 @@ def fresh_rows(
     kept_starts = np.concatenate(([0], np.cumsum(n_kept)[:-1]))
     carries = [st.physics for st in states]
     phys, after = point_physics_runs(kept, kept_starts, carries)
+    sums, maxes = partial_columns(kept, phys)
+    more = extra(kept, phys) if extra is not None else ()
     bounds = np.append(kept_starts, len(kept)).tolist()
-    return [
-        FreshRows(
-            rows=kept[bounds[k] : bounds[k + 1]],
-            physics=phys.part(bounds[k], bounds[k + 1]),
-            late=n_late[k],
-            duplicates=int(counts[k]) - n_late[k] - (bounds[k + 1] - bounds[k]),
-            last_t_before=st.last_t,
-            carry_before=st.physics,
-            carry_after=after[k],
+    out = []
+    for k, st in enumerate(states):
+        lo, hi = bounds[k], bounds[k + 1]
+        out.append(
+            FreshRows(
+                rows=kept[lo:hi],
+                physics=phys.part(lo, hi),
+                late=n_late[k],
+                duplicates=int(counts[k]) - n_late[k] - (hi - lo),
+                last_t_before=st.last_t,
+                carry_before=st.physics,
+                carry_after=after[k],
+                columns=(sums[lo:hi], maxes[lo:hi]),
+                extra=tuple(column[lo:hi] for column in more),
+            )
         )
-        for k, st in enumerate(states)
-    ]
+    return out
 
 
 def advance(
@@ -325,7 +352,8 @@ def advance_rows(
         st.lap_first_t = float(stream.t[0])
     starts = np.union1d([0], np.flatnonzero(stream.candidate))
     walker = _Walker(st, stream, track)
-    for start, part in zip(starts, segment_partials(rows, phys, starts), strict=True):
+    parts = segment_partials(rows, phys, starts, fresh.columns)
+    for start, part in zip(starts, parts, strict=True):
         if stream.candidate[start]:
             walker.event(int(start))
         walker.absorb(part)

@@ -201,43 +201,39 @@ def _zero_nan(values: np.ndarray) -> np.ndarray:
 
 
 def sample_columns(rows: np.ndarray, phys: PointPhysics) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample sums (n, N_SUMS) and maxima (n, N_MAXES) for one car's fresh rows."""
+    """Per-sample sums (n, N_SUMS) and maxima (n, N_MAXES) for time-sorted rows.
+
+    Element-wise in the samples, so a tick computes them once for all its cars
+    (:func:`~pitwall_rt.compute.laps.fresh_rows`' ``extra``) and cuts them per car.
+    """
     dt = phys.dt_s
     speed = rows["speed_kmh"]
     has_v = np.isfinite(speed)
     v = np.where(has_v, speed, 0.0)
-    accx, accy = _zero_nan(rows["accx_can"]), _zero_nan(rows["accy_can"])
     thr = rows["throttle_pct"]
     has_thr = np.isfinite(thr)
-    loads_n = phys.load_norm * GR86.static_corner_loads_n()
-    sums = np.column_stack(
-        (
-            dt,
-            v * dt,
-            v * v * dt,
-            has_v * dt,
-            np.abs(accy) * dt,
-            np.abs(accx) * dt,
-            phys.brake_bar_s,
-            phys.hard_brake_edge,
-            phys.hard_corner_edge,
-            loads_n * dt[:, None],
-            phys.stress_g_m,
-            np.where(has_thr, thr, 0.0) * dt,
-            has_thr * dt,
-            phys.gap,
-        )
-    ).astype(np.float64)
     raw_x, raw_y = rows["accx_can"], rows["accy_can"]
-    maxes = np.column_stack(
-        (
-            np.abs(raw_y),
-            np.clip(-raw_x, 0, None),
-            np.clip(raw_x, 0, None),
-            np.hypot(raw_x, raw_y),
-            rows["pbrake_f"],
-        )
-    )
+    sums = np.empty((len(rows), N_SUMS))
+    sums[:, _DT] = dt
+    np.multiply(v, dt, out=sums[:, _V])
+    sums[:, _V2] = v * v * dt
+    sums[:, _VDT] = has_v * dt
+    sums[:, _LAT] = np.abs(_zero_nan(raw_y)) * dt
+    sums[:, _LON] = np.abs(_zero_nan(raw_x)) * dt
+    sums[:, _BRAKE] = phys.brake_bar_s
+    sums[:, _HB] = phys.hard_brake_edge
+    sums[:, _HC] = phys.hard_corner_edge
+    np.multiply(phys.load_norm * GR86.static_corner_loads_n(), dt[:, None], out=sums[:, _LOAD])
+    sums[:, _STRESS] = phys.stress_g_m
+    sums[:, _THR] = np.where(has_thr, thr, 0.0) * dt
+    sums[:, _THRDT] = has_thr * dt
+    sums[:, _GAPS] = phys.gap
+    maxes = np.empty((len(rows), N_MAXES))
+    np.abs(raw_y, out=maxes[:, _MLAT])
+    np.clip(-raw_x, 0, None, out=maxes[:, _MBRAKE])
+    np.clip(raw_x, 0, None, out=maxes[:, _MACCEL])
+    np.hypot(raw_x, raw_y, out=maxes[:, _MTOTAL])
+    maxes[:, _MPBRAKE] = rows["pbrake_f"]
     return sums, maxes
 
 
@@ -310,10 +306,10 @@ def advance_windows(
     same physics carry), so the result is the same with or without it.
     """
     c = carry.copy()
-    rows, phys, c.physics = _tick_rows(carry, rows, fresh)
+    rows, phys, c.physics, columns = _tick_rows(carry, rows, fresh)
     if len(rows) == 0:
         return c, []
-    sums, maxes = sample_columns(rows, phys)
+    sums, maxes = columns if columns else sample_columns(rows, phys)
     on = rows["pbrake_f"] > BRAKE_ON_BAR
     before = np.concatenate(([carry.brake_on], on[:-1]))
     tick = _Tick(
@@ -343,16 +339,17 @@ def advance_windows(
 
 def _tick_rows(
     carry: WindowCarry, rows: np.ndarray, fresh: FreshRows | None
-) -> tuple[np.ndarray, PointPhysics, PhysicsCarry]:
-    """The tick's fresh rows, their physics and the carry after them: lap timing's
-    when it started from the same place as ``carry``, else computed here."""
+) -> tuple[np.ndarray, PointPhysics, PhysicsCarry, tuple[np.ndarray, ...]]:
+    """The tick's fresh rows, their physics, the carry after them and their
+    :func:`sample_columns` if already made: lap timing's when it started from
+    the same place as ``carry``, else computed here (columns left to the caller)."""
     if fresh is not None and fresh.follows(carry.last_t, carry.physics):
         if len(fresh.rows) == 0:
-            return fresh.rows, fresh.physics, carry.physics
-        return fresh.rows, fresh.physics, fresh.carry_after
+            return fresh.rows, fresh.physics, carry.physics, ()
+        return fresh.rows, fresh.physics, fresh.carry_after, fresh.extra
     rows = _fresh(carry, rows)
     phys, after = point_physics(rows, carry.physics)
-    return rows, phys, after
+    return rows, phys, after, ()
 
 
 def _crossings(
