@@ -27,10 +27,11 @@ Pure Python over small dicts; the compute pool runs it per car each tick.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .model.features import Window
+from .shallow import shallow_copy
 
 SIGMA: Final = 2.0
 MIN_LAPS: Final = 4
@@ -119,7 +120,7 @@ class DriverProfile:
     lap_deltas: dict[int, float] = field(default_factory=dict)
 
     def copy(self) -> DriverProfile:
-        return replace(
+        return shallow_copy(
             self,
             sectors={k: dict(v) for k, v in self.sectors.items()},
             corners={k: [dict(c) for c in v] for k, v in self.corners.items()},

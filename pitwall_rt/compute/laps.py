@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import numpy as np
 
 from ..schema import take_rows
+from ..shallow import shallow_copy
 from ..tracks import OVERSHOOT_TOLERANCE_M
 from .aggregate import (
     EMPTY,
@@ -175,7 +176,7 @@ class ChassisState:
 
     def copy(self) -> ChassisState:
         """An independent copy (the one mutable field, ``sector_rolling``, is copied)."""
-        return replace(self, sector_rolling=dict(self.sector_rolling))
+        return shallow_copy(self, sector_rolling=dict(self.sector_rolling))
 
 
 def _ffill_prev(

@@ -26,7 +26,7 @@ over :data:`BRAKE_STOP_BAR`, so a dab or a lift is not a braking point.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -39,6 +39,7 @@ from ..compute.physics import (
     PointPhysics,
     point_physics,
 )
+from ..shallow import shallow_copy
 
 FEATURES: Final = (
     "window_time_s",
@@ -133,7 +134,7 @@ class WindowAcc:
     stint_stress_g_m: np.ndarray = field(default_factory=lambda: np.zeros(4))
 
     def copy(self) -> WindowAcc:
-        return replace(
+        return shallow_copy(
             self,
             sums=self.sums.copy(),
             maxes=self.maxes.copy(),
@@ -164,7 +165,7 @@ class WindowCarry:
     last_lap: int = -1
 
     def copy(self) -> WindowCarry:
-        return replace(
+        return shallow_copy(
             self,
             lap_acc=self.lap_acc.copy(),
             sector_acc=self.sector_acc.copy(),

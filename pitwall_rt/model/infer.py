@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from .. import fingerprint
 from ..compute.batch import BatchResult, TrackTable, compute_batch
 from ..compute.laps import ChassisState
 from ..compute.physics import CORNERS
+from ..shallow import shallow_copy
 from ..strategy import RaceState, pit_race_state, pit_window
 from . import MODEL_NAME, MODEL_PATH, explain
 from .features import FEATURES, N_FEATURES, Window, WindowCarry
@@ -118,7 +119,7 @@ class WearState:
     lap_x_n: int = 0
 
     def copy(self) -> WearState:
-        return replace(
+        return shallow_copy(
             self,
             lap_end_pct=self.lap_end_pct.copy(),
             in_lap_pct=self.in_lap_pct.copy(),
