@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,13 @@ from pitwall_rt.ingest.parse_process import (
 from pitwall_rt.ingest.parse_worker import (
     HttpRequest,
     Interner,
+    Outbox,
     Parsed,
+    UdpBatch,
     WorkerLimits,
     parse_datagrams,
     parse_http,
+    read_frame,
     run_worker,
 )
 from pitwall_rt.ingest.pipeline import Ingestor
@@ -387,3 +391,103 @@ def test_a_parse_process_without_a_socket_serves_http_bodies_only() -> None:
 
     accepted, points, alive = asyncio.run(main())
     assert accepted == 2 and points == [0.0, 1.0] and not alive
+
+
+# -- the child never blocks on a parent that is not reading ------------------------
+
+
+def test_outbox_queues_what_the_socket_will_not_take_and_delivers_it_in_order() -> None:
+    ours, theirs = socket.socketpair()
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    outbox = Outbox(theirs, max_bytes=200_000)
+    messages = [{"seq": i, "pad": bytes(5000)} for i in range(100)]
+    for message in messages:
+        assert outbox.put(message)  # returns at once though nobody reads
+    assert outbox and 0 < outbox.bytes <= 100 * 5100
+    assert outbox.full  # more than max_bytes wait: the worker stops reading UDP
+    got: list[Any] = []
+    ours.settimeout(10 * UNIT_S)
+    while len(got) < len(messages):
+        assert outbox.flush()
+        got.append(read_frame(ours))
+    assert [m["seq"] for m in got] == list(range(100))
+    assert not outbox and outbox.bytes == 0 and not outbox.full
+    theirs.close()
+    ours.close()
+
+
+def _child_with_small_buffers(limits: WorkerLimits) -> tuple[Any, socket.socket, socket.socket]:
+    """A parse child whose socket pair and UDP socket hold only a few KB, so a
+    child that waited on its parent would soon lose datagrams."""
+    import multiprocessing as mp
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.bind(("127.0.0.1", 0))
+    ours, theirs = socket.socketpair()
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    proc = mp.get_context("spawn").Process(target=run_worker, args=(sock, theirs, limits))
+    proc.start()
+    theirs.close()
+    return proc, sock, ours
+
+
+def _send_slowly(port: int, first: int, datagrams: int, per: int = 10) -> None:
+    """Datagrams of ``per`` points, 2 ms apart: slow enough for a child that
+    keeps reading, far too much for the buffers alone."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for d in range(datagrams):
+        base = first + d * per
+        sender.sendto(dumps([pt("SLOW", base + k) for k in range(per)]), ("127.0.0.1", port))
+        time.sleep(0.002)
+    sender.close()
+
+
+def _read_points(conn: socket.socket, expected: int, timeout_s: float) -> list[float]:
+    """lapdist_m of every point the child sends until ``expected`` arrived or it goes quiet."""
+    conn.settimeout(timeout_s)
+    got: list[float] = []
+    while len(got) < expected:
+        batch = read_frame(conn)  # a Stop when nothing came within the timeout
+        if not isinstance(batch, UdpBatch):
+            break
+        got.extend(batch.parsed.rows["lapdist_m"].tolist())
+    return got
+
+
+def test_child_keeps_draining_udp_while_the_parent_is_not_reading() -> None:
+    proc, sock, ours = _child_with_small_buffers(WorkerLimits())
+    try:
+        time.sleep(0.5 * UNIT_S)  # the child is up and waiting on the socket
+        _send_slowly(sock.getsockname()[1], 0, 300)  # the parent reads nothing meanwhile
+        got = _read_points(ours, 3000, 10 * UNIT_S)
+        assert got == [float(i) for i in range(3000)]
+    finally:
+        ours.close()
+        proc.join(10 * UNIT_S)
+        sock.close()
+    assert proc.exitcode == 0
+
+
+def test_a_full_outbox_bounds_the_child_and_it_resumes_once_the_parent_reads() -> None:
+    proc, sock, ours = _child_with_small_buffers(WorkerLimits(max_outbox_bytes=16_384))
+    port = sock.getsockname()[1]
+    try:
+        time.sleep(0.5 * UNIT_S)
+        _send_slowly(port, 0, 300)
+        stalled = _read_points(ours, 3000, 1 * UNIT_S)
+        # Only what the small buffers and the outbox held survived the stall.
+        assert 0 < len(stalled) < 1500
+        assert stalled == sorted(stalled)
+        # The parent reads again, as it sends: nothing is lost.
+        with ThreadPoolExecutor(1) as reader:
+            resumed = reader.submit(_read_points, ours, 500, 10 * UNIT_S)
+            _send_slowly(port, 10_000, 50)
+            assert resumed.result() == [float(10_000 + i) for i in range(500)]
+    finally:
+        ours.close()
+        proc.join(10 * UNIT_S)
+        sock.close()
+    assert proc.exitcode == 0

@@ -115,6 +115,7 @@ class ParseProcess:
         ingestor: Ingestor,
         binary_handler: BinaryHandler | None = None,
         limits: WorkerLimits | None = None,
+        outbox_bytes: int = WorkerLimits.max_outbox_bytes,
     ) -> None:
         self.sock = sock
         self.ingestor = ingestor
@@ -122,6 +123,7 @@ class ParseProcess:
         self.limits = limits or WorkerLimits(
             max_chassis=ingestor.tables.chassis.capacity,
             max_tracks=ingestor.tables.track.capacity,
+            max_outbox_bytes=outbox_bytes,
         )
         self.stats = UdpStats()
         # spawn, not the compute pool's forkserver: this starts first, and

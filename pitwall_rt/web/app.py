@@ -141,7 +141,11 @@ async def udp_context(app: web.Application) -> AsyncIterator[None]:
     sock = make_socket(settings.HOST, settings.UDP_PORT, settings.UDP_RCVBUF)
     receiver: UdpSource
     if settings.INGEST_PARSER == "process":
-        parser = ParseProcess(sock, app[INGESTOR], binary_handler=app[F1])
+        # Parsed batches may wait for the loop in the child up to the receive
+        # buffer's size again: the same budget for riding out a pause.
+        parser = ParseProcess(
+            sock, app[INGESTOR], binary_handler=app[F1], outbox_bytes=settings.UDP_RCVBUF
+        )
         await parser.start()
         receiver = parser
     else:
