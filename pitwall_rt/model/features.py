@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Final
+from typing import ClassVar, Final
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from ..compute.physics import (
     point_physics,
 )
 from ..shallow import shallow_copy
+from ..small_arrays import SmallArrays
 
 FEATURES: Final = (
     "window_time_s",
@@ -122,8 +123,10 @@ N_MAXES: Final = 5
 
 
 @dataclass
-class WindowAcc:
+class WindowAcc(SmallArrays):
     """Running sums of one open window (a lap or a sector) of one car."""
+
+    _small_arrays: ClassVar[tuple[str, ...]] = ("sums", "maxes", "stint_stress_g_m")
 
     sums: np.ndarray = field(default_factory=lambda: np.zeros(N_SUMS))
     maxes: np.ndarray = field(default_factory=lambda: np.full(N_MAXES, np.nan))
@@ -151,8 +154,10 @@ class WindowAcc:
 
 
 @dataclass
-class WindowCarry:
+class WindowCarry(SmallArrays):
     """What feature extraction remembers about one car between ticks (picklable)."""
+
+    _small_arrays: ClassVar[tuple[str, ...]] = ("stint_stress_g_m",)
 
     last_t: float = math.nan
     physics: PhysicsCarry = field(default_factory=PhysicsCarry)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from ..compute.batch import BatchResult, TrackTable, compute_batch
 from ..compute.laps import ChassisState
 from ..compute.physics import CORNERS
 from ..shallow import shallow_copy
+from ..small_arrays import SmallArrays
 from ..strategy import RaceState, pit_race_state, pit_window
 from . import MODEL_NAME, MODEL_PATH, explain
 from .features import FEATURES, N_FEATURES, Window, WindowCarry
@@ -108,8 +109,15 @@ def worker_model() -> WearModel | None:
 
 
 @dataclass
-class WearState:
+class WearState(SmallArrays):
     """A car's predicted wear in the current stint, % of tread per tire (``CORNERS`` order)."""
+
+    _small_arrays: ClassVar[tuple[str, ...]] = (
+        "lap_end_pct",
+        "in_lap_pct",
+        "increments",
+        "lap_x_sum",
+    )
 
     stint: int = 0
     lap_end_pct: np.ndarray = field(default_factory=lambda: np.zeros(4))
