@@ -179,15 +179,41 @@ class ChassisState:
         return shallow_copy(self, sector_rolling=dict(self.sector_rolling))
 
 
-def _ffill_prev(
-    values: np.ndarray, t: np.ndarray, carry: float, carry_t: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each sample, the last finite value strictly before it, and its time."""
+def _ffill_prev_runs(values: np.ndarray, run_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each sample, the index of the last finite value strictly before it
+    in its own run (``run_start``: each sample's run's first index), clipped
+    to 0, and whether there is one; several cars' runs in one pass."""
     idx = np.where(np.isfinite(values), np.arange(len(values)), -1)
     idx = np.maximum.accumulate(idx)
-    prev = np.concatenate(([-1], idx[:-1]))
-    has = prev >= 0
-    return np.where(has, values[prev], carry), np.where(has, t[prev], carry_t)
+    prev = np.empty_like(idx)
+    prev[:1] = -1
+    prev[1:] = idx[:-1]
+    has = prev >= run_start
+    return np.maximum(prev, 0), has
+
+
+PrevValues = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Per sample: the last finite ``lapdist_m`` before it, that sample's ``t``, and
+the last finite lap number before it, carried from the car's state at its
+first samples (:func:`fresh_rows`)."""
+
+
+def _prev_values(
+    states: Sequence[ChassisState], kept: np.ndarray, starts: np.ndarray, counts: np.ndarray
+) -> PrevValues:
+    """:data:`PrevValues` for several cars' kept rows (car ``k`` from ``starts[k]``)."""
+    t, d, lap = kept["t"], kept["lapdist_m"], kept["lap"]
+    run_start = np.repeat(starts, counts)
+    d_at, d_has = _ffill_prev_runs(d, run_start)
+    lap_at, lap_has = _ffill_prev_runs(lap, run_start)
+    last_d = np.repeat([st.last_lapdist_m for st in states], counts)
+    last_d_t = np.repeat([st.last_lapdist_t for st in states], counts)
+    last_lap = np.repeat([st.last_lap_raw for st in states], counts)
+    return (
+        np.where(d_has, d[d_at], last_d),
+        np.where(d_has, t[d_at], last_d_t),
+        np.where(lap_has, lap[lap_at], last_lap),
+    )
 
 
 @dataclass(frozen=True)
@@ -206,12 +232,15 @@ class _Stream:
 
 
 def _prepare(
-    st: ChassisState, rows: np.ndarray, phys: PointPhysics, track: TrackShape | None
+    st: ChassisState,
+    rows: np.ndarray,
+    phys: PointPhysics,
+    track: TrackShape | None,
+    prev: PrevValues,
 ) -> _Stream:
     t, lap, d = rows["t"], rows["lap"], rows["lapdist_m"]
     sector = sector_of(track, d) if track is not None else np.full(len(t), -1)
-    d_prev, d_prev_t = _ffill_prev(d, t, st.last_lapdist_m, st.last_lapdist_t)
-    lap_prev, _ = _ffill_prev(lap, t, st.last_lap_raw, NAN)
+    d_prev, d_prev_t, lap_prev = prev
     half_lap_m = track.length_m / 2.0 if track is not None else np.inf  # no track: no wraps
     wrap = d < d_prev - half_lap_m
     sector_prev = np.concatenate(([st.last_sector_raw], sector[:-1]))
@@ -244,6 +273,8 @@ class FreshRows:
     """The rows' :func:`~.aggregate.partial_columns` (None: compute them)."""
     extra: tuple[np.ndarray, ...] = ()
     """Per-sample arrays ``fresh_rows``' ``extra`` made for all cars at once, cut like ``rows``."""
+    prev: PrevValues | None = None
+    """What lap timing looks back to before each row (None only when ``rows`` is empty)."""
 
     def follows(self, last_t: float, carry: PhysicsCarry) -> bool:
         """Whether a consumer whose last sample was ``last_t`` and whose physics
@@ -292,6 +323,7 @@ def fresh_rows(
     carries = [st.physics for st in states]
     phys, after = point_physics_runs(kept, kept_starts, carries)
     sums, maxes = partial_columns(kept, phys)
+    d_prev, d_prev_t, lap_prev = _prev_values(states, kept, kept_starts, n_kept)
     more = extra(kept, phys) if extra is not None else ()
     bounds = np.append(kept_starts, len(kept)).tolist()
     out = []
@@ -308,6 +340,7 @@ def fresh_rows(
                 carry_after=after[k],
                 columns=(sums[lo:hi], maxes[lo:hi]),
                 extra=tuple(column[lo:hi] for column in more),
+                prev=(d_prev[lo:hi], d_prev_t[lo:hi], lap_prev[lo:hi]),
             )
         )
     return out
@@ -348,7 +381,8 @@ def advance_rows(
     rows, phys = fresh.rows, fresh.physics
     if len(rows) == 0:
         return st, [], [], fresh
-    stream = _prepare(st, rows, phys, track)
+    assert fresh.prev is not None  # set by fresh_rows for every car with rows
+    stream = _prepare(st, rows, phys, track, fresh.prev)
     if math.isnan(st.lap_first_t):
         st.lap_first_t = float(stream.t[0])
     starts = np.union1d([0], np.flatnonzero(stream.candidate))
