@@ -417,13 +417,16 @@ def test_outbox_queues_what_the_socket_will_not_take_and_delivers_it_in_order() 
     ours.close()
 
 
-def _child_with_small_buffers(limits: WorkerLimits) -> tuple[Any, socket.socket, socket.socket]:
-    """A parse child whose socket pair and UDP socket hold only a few KB, so a
-    child that waited on its parent would soon lose datagrams."""
+def _child_with_small_buffers(
+    limits: WorkerLimits, rcvbuf: int
+) -> tuple[Any, socket.socket, socket.socket]:
+    """A parse child whose socket pair holds only a few KB, and whose UDP socket
+    ``rcvbuf`` bytes: a child that waited on its parent would lose datagrams
+    once the stream outgrew the two."""
     import multiprocessing as mp
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.bind(("127.0.0.1", 0))
     ours, theirs = socket.socketpair()
     theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -435,13 +438,13 @@ def _child_with_small_buffers(limits: WorkerLimits) -> tuple[Any, socket.socket,
 
 
 def _send_slowly(port: int, first: int, datagrams: int, per: int = 10) -> None:
-    """Datagrams of ``per`` points, 2 ms apart: slow enough for a child that
-    keeps reading, far too much for the buffers alone."""
+    """Datagrams of ``per`` points (about 1 KB), 1 ms apart: slow enough for a
+    child that keeps reading, more than the buffers alone hold."""
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for d in range(datagrams):
         base = first + d * per
         sender.sendto(dumps([pt("SLOW", base + k) for k in range(per)]), ("127.0.0.1", port))
-        time.sleep(0.002)
+        time.sleep(0.001)
     sender.close()
 
 
@@ -458,12 +461,15 @@ def _read_points(conn: socket.socket, expected: int, timeout_s: float) -> list[f
 
 
 def test_child_keeps_draining_udp_while_the_parent_is_not_reading() -> None:
-    proc, sock, ours = _child_with_small_buffers(WorkerLimits())
+    # 256 KB of receive buffer lets the child fall a quarter second behind,
+    # but holds well under the 600 KB sent: only a child that keeps reading
+    # while its parent does not can deliver every point.
+    proc, sock, ours = _child_with_small_buffers(WorkerLimits(), 256 * 1024)
     try:
         time.sleep(0.5 * UNIT_S)  # the child is up and waiting on the socket
-        _send_slowly(sock.getsockname()[1], 0, 300)  # the parent reads nothing meanwhile
-        got = _read_points(ours, 3000, 10 * UNIT_S)
-        assert got == [float(i) for i in range(3000)]
+        _send_slowly(sock.getsockname()[1], 0, 600)  # the parent reads nothing meanwhile
+        got = _read_points(ours, 6000, 10 * UNIT_S)
+        assert got == [float(i) for i in range(6000)]
     finally:
         ours.close()
         proc.join(10 * UNIT_S)
@@ -472,7 +478,7 @@ def test_child_keeps_draining_udp_while_the_parent_is_not_reading() -> None:
 
 
 def test_a_full_outbox_bounds_the_child_and_it_resumes_once_the_parent_reads() -> None:
-    proc, sock, ours = _child_with_small_buffers(WorkerLimits(max_outbox_bytes=16_384))
+    proc, sock, ours = _child_with_small_buffers(WorkerLimits(max_outbox_bytes=16_384), 8192)
     port = sock.getsockname()[1]
     try:
         time.sleep(0.5 * UNIT_S)
@@ -481,7 +487,9 @@ def test_a_full_outbox_bounds_the_child_and_it_resumes_once_the_parent_reads() -
         # Only what the small buffers and the outbox held survived the stall.
         assert 0 < len(stalled) < 1500
         assert stalled == sorted(stalled)
-        # The parent reads again, as it sends: nothing is lost.
+        # The parent reads again, as it sends, and the kernel buffer has
+        # room for a quarter second of slack: nothing is lost.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
         with ThreadPoolExecutor(1) as reader:
             resumed = reader.submit(_read_points, ours, 500, 10 * UNIT_S)
             _send_slowly(port, 10_000, 50)
