@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar, Final
 
 import numpy as np
@@ -254,22 +255,46 @@ def _fresh(carry: WindowCarry, rows: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Tick:
-    """One tick's fresh samples of a car, ready to be cut at crossing times."""
+    """One tick's fresh samples of a car, ready to be cut at crossing times.
+
+    Most ticks of a car cross no timing line, so its windows take the whole
+    tick: that total is a plain sum, and the running sums that cutting needs
+    are only built when a crossing asks for them.
+    """
 
     t: np.ndarray
-    prefix: np.ndarray
+    sums: np.ndarray
     maxes: np.ndarray
     pbrake_bar: np.ndarray
     onset_idx: np.ndarray  # brake applications begin here
     release_idx: np.ndarray  # and end here (first sample back under BRAKE_ON_BAR)
     lapdist_m: np.ndarray
 
+    @cached_property
+    def _prefix(self) -> np.ndarray:
+        return np.vstack((np.zeros(N_SUMS), np.cumsum(self.sums, axis=0)))
+
+    @cached_property
+    def _whole(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.sums.sum(axis=0), np.fmax.reduce(self.maxes, axis=0)
+
+    def span_sums(self, i: int, j: int) -> np.ndarray:
+        """The sums of samples ``i:j``."""
+        if i == 0 and j == len(self.t):
+            return self._whole[0]
+        return self._prefix[j] - self._prefix[i]
+
+    def _span_maxes(self, i: int, j: int) -> np.ndarray:
+        if i == 0 and j == len(self.t):
+            return self._whole[1]
+        return np.fmax.reduce(self.maxes[i:j], axis=0)
+
     def absorb(self, acc: WindowAcc, i: int, j: int) -> None:
         """Add samples ``i:j`` to ``acc`` (in place)."""
         if j <= i:
             return
-        acc.sums += self.prefix[j] - self.prefix[i]
-        acc.maxes = np.fmax(acc.maxes, np.fmax.reduce(self.maxes[i:j], axis=0))
+        acc.sums += self.span_sums(i, j)
+        acc.maxes = np.fmax(acc.maxes, self._span_maxes(i, j))
         if math.isnan(acc.first_t):
             acc.first_t = float(self.t[i])
         self._stops(acc, i, j)
@@ -320,7 +345,7 @@ def advance_windows(
     before = np.concatenate(([carry.brake_on], on[:-1]))
     tick = _Tick(
         t=rows["t"],
-        prefix=np.vstack((np.zeros(N_SUMS), np.cumsum(sums, axis=0))),
+        sums=sums,
         maxes=maxes,
         pbrake_bar=rows["pbrake_f"],
         onset_idx=np.flatnonzero(on & ~before & np.isfinite(rows["lapdist_m"])),
@@ -378,7 +403,7 @@ def _absorb(c: WindowCarry, tick: _Tick, i: int, j: int) -> None:
     tick.absorb(c.lap_acc, i, j)
     tick.absorb(c.sector_acc, i, j)
     if j > i:
-        c.stint_stress_g_m += tick.prefix[j, _STRESS] - tick.prefix[i, _STRESS]
+        c.stint_stress_g_m += tick.span_sums(i, j)[_STRESS]
 
 
 def _open(c: WindowCarry) -> WindowAcc:
