@@ -174,25 +174,30 @@ def segment_partials(
     sums, maxes = partial_columns(rows, phys) if columns is None else columns
     total = np.add.reduceat(sums, starts, axis=0)
     peak = np.fmax.reduceat(maxes, starts, axis=0)
-    counts = np.diff(np.append(starts, len(rows)))
-    return [_partial_from(int(n), s, m) for n, s, m in zip(counts, total, peak, strict=True)]
+    counts = np.diff(np.append(starts, len(rows))).tolist()
+    # Python lists: indexing a numpy row makes a numpy scalar per field, and
+    # round() of one costs microseconds.
+    return [
+        _partial_from(n, s, m)
+        for n, s, m in zip(counts, total.tolist(), peak.tolist(), strict=True)
+    ]
 
 
-def _partial_from(count: int, s: np.ndarray, m: np.ndarray) -> Partial:
+def _partial_from(count: int, s: list[float], m: list[float]) -> Partial:
     return Partial(
         count=count,
-        time_s=float(s[0]),
-        speed_sum_kmh=float(s[1]),
+        time_s=s[0],
+        speed_sum_kmh=s[1],
         speed_n=round(s[2]),
-        speed_max_kmh=float(m[0]),
-        accy_abs_max_g=float(m[1]),
-        brake_max_g=float(m[2]),
-        accel_max_g=float(m[3]),
-        brake_energy_bar_s=float(s[3]),
+        speed_max_kmh=m[0],
+        accy_abs_max_g=m[1],
+        brake_max_g=m[2],
+        accel_max_g=m[3],
+        brake_energy_bar_s=s[3],
         hard_braking=round(s[4]),
         hard_cornering=round(s[5]),
         gaps=round(s[6]),
-        tire_stress_g_m=(float(s[7]), float(s[8]), float(s[9]), float(s[10])),
+        tire_stress_g_m=(s[7], s[8], s[9], s[10]),
     )
 
 
