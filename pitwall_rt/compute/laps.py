@@ -385,7 +385,9 @@ def advance_rows(
     stream = _prepare(st, rows, phys, track, fresh.prev)
     if math.isnan(st.lap_first_t):
         st.lap_first_t = float(stream.t[0])
-    starts = np.union1d([0], np.flatnonzero(stream.candidate))
+    # Sorted and unique already: no union1d (a sort) for one leading 0.
+    candidates = np.flatnonzero(stream.candidate)
+    starts = candidates if len(candidates) and candidates[0] == 0 else np.append(0, candidates)
     walker = _Walker(st, stream, track)
     parts = segment_partials(rows, phys, starts, fresh.columns)
     for start, part in zip(starts, parts, strict=True):
