@@ -448,16 +448,24 @@ def _send_slowly(port: int, first: int, datagrams: int, per: int = 10) -> None:
     sender.close()
 
 
-def _read_points(conn: socket.socket, expected: int, timeout_s: float) -> list[float]:
-    """lapdist_m of every point the child sends until ``expected`` arrived or it goes quiet."""
+def _read_batches(conn: socket.socket, expected: int, timeout_s: float) -> list[UdpBatch]:
+    """What the child sends until ``expected`` points arrived or it goes quiet."""
     conn.settimeout(timeout_s)
-    got: list[float] = []
-    while len(got) < expected:
+    got: list[UdpBatch] = []
+    while sum(len(b.parsed.rows) for b in got) < expected:
         batch = read_frame(conn)  # a Stop when nothing came within the timeout
         if not isinstance(batch, UdpBatch):
             break
-        got.extend(batch.parsed.rows["lapdist_m"].tolist())
+        got.append(batch)
     return got
+
+
+def _lapdists(batches: list[UdpBatch]) -> list[float]:
+    return [x for b in batches for x in b.parsed.rows["lapdist_m"].tolist()]
+
+
+def _read_points(conn: socket.socket, expected: int, timeout_s: float) -> list[float]:
+    return _lapdists(_read_batches(conn, expected, timeout_s))
 
 
 def test_child_keeps_draining_udp_while_the_parent_is_not_reading() -> None:
@@ -468,8 +476,11 @@ def test_child_keeps_draining_udp_while_the_parent_is_not_reading() -> None:
     try:
         time.sleep(0.5 * UNIT_S)  # the child is up and waiting on the socket
         _send_slowly(sock.getsockname()[1], 0, 600)  # the parent reads nothing meanwhile
-        got = _read_points(ours, 6000, 10 * UNIT_S)
-        assert got == [float(i) for i in range(6000)]
+        batches = _read_batches(ours, 6000, 10 * UNIT_S)
+        assert _lapdists(batches) == [float(i) for i in range(6000)]
+        # Each batch says how much waited before it: the parent sees the backlog.
+        backlog = [b.backlog_bytes for b in batches]
+        assert backlog[0] == 0 and max(backlog) > 100_000
     finally:
         ours.close()
         proc.join(10 * UNIT_S)
@@ -483,10 +494,12 @@ def test_a_full_outbox_bounds_the_child_and_it_resumes_once_the_parent_reads() -
     try:
         time.sleep(0.5 * UNIT_S)
         _send_slowly(port, 0, 300)
-        stalled = _read_points(ours, 3000, 1 * UNIT_S)
+        held = _read_batches(ours, 3000, 1 * UNIT_S)
+        stalled = _lapdists(held)
         # Only what the small buffers and the outbox held survived the stall.
         assert 0 < len(stalled) < 1500
         assert stalled == sorted(stalled)
+        assert all(b.backlog_bytes < 16_384 for b in held)
         # The parent reads again, as it sends, and the kernel buffer has
         # room for a quarter second of slack: nothing is lost.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)

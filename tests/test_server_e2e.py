@@ -441,3 +441,34 @@ def test_ctrl_c_to_the_whole_process_group_stops_cleanly_and_keeps_the_last_poin
         assert recorded.count("LAST") == 100  # the recorder's last flush ran
     finally:
         srv.stop()
+
+
+def test_server_paused_event_loop_loses_no_datagrams_and_reports_the_backlog(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP holds the server's event loop while its UDP parse process runs on:
+    the child queues the batches the loop cannot take, every point lands once
+    the loop resumes, and health says how much waited."""
+    with running(tmp_path, "--ringbuffer-size", "20000") as srv:
+        srv.send_udp(json.dumps(point("WARM", 0)).encode())
+        wait_for(lambda: srv.health()["accepted"].get("udp") == 1, 5 * UNIT_S, "first point")
+        assert srv.proc is not None
+        datagrams = [
+            json.dumps([point("PAUSED", d * 40 + k) for k in range(40)]).encode()
+            for d in range(200)
+        ]
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        try:
+            for i in range(0, len(datagrams), 10):
+                srv.send_udp(*datagrams[i : i + 10])
+                time.sleep(0.002)
+            time.sleep(0.5 * UNIT_S)  # the child parses it all meanwhile
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        wait_for(lambda: srv.health()["accepted"].get("udp") == 8001, 10 * UNIT_S, "every point")
+        udp = srv.health()["udp"]
+        # About 1 MB of rows waited: far more than the socket pair to the loop holds.
+        assert udp["parse_backlog_bytes_max"] > 100_000
+        assert udp["kernel_drops"] in (0, None)
+        _, metrics = srv.get("/metrics")
+        assert f"pitwall_udp_parse_backlog_bytes_max {udp['parse_backlog_bytes_max']}" in metrics

@@ -217,6 +217,9 @@ class ParseProcess:
         self.stats.flushes += 1
         self.stats.datagrams += batch.datagrams
         self.stats.bytes += batch.size_bytes
+        self.stats.parse_backlog_bytes_max = max(
+            self.stats.parse_backlog_bytes_max, batch.backlog_bytes
+        )
         self.ingestor.stats.payloads["udp"] += batch.json_payloads
         self._store(batch.parsed, "udp")
         if batch.binary:

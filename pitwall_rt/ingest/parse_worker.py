@@ -56,6 +56,9 @@ class UdpBatch:
     size_bytes: int
     json_payloads: int
     binary: list[bytes] = field(default_factory=list)
+    backlog_bytes: int = 0
+    """Bytes of earlier frames still waiting in the child's outbox when this
+    one was queued: how far the event loop is behind taking batches."""
 
 
 @dataclass
@@ -250,15 +253,21 @@ def run_worker(sock: socket.socket | None, conn: socket.socket, limits: WorkerLi
         if outbox.full:
             continue
         batch, backlog = _drain(sock.recv, limits)
-        if batch and not outbox.put(parse_datagrams(batch, interner)):
+        if batch and not outbox.put(_batch(batch, interner, outbox)):
             return
     # Whatever the kernel still holds was sent before the stop: take it too.
     while backlog:
         batch, backlog = _drain(sock.recv, limits)
-        if batch and not outbox.put(parse_datagrams(batch, interner)):
+        if batch and not outbox.put(_batch(batch, interner, outbox)):
             return
     if outbox.finish():
         conn.close()
+
+
+def _batch(datagrams: list[bytes], interner: Interner, outbox: Outbox) -> UdpBatch:
+    batch = parse_datagrams(datagrams, interner)
+    batch.backlog_bytes = outbox.bytes
+    return batch
 
 
 def _serve_only(conn: socket.socket, interner: Interner, parent: int) -> None:

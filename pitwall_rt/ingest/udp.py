@@ -38,6 +38,9 @@ class UdpStats:
     binary_datagrams: int = 0
     socket_errors: int = 0
     receiver_restarts: int = 0
+    # The parse process's outbox (INGEST_PARSER=process): the most parsed
+    # bytes seen waiting for the loop when a batch was queued.
+    parse_backlog_bytes_max: int = 0
 
 
 class UdpSource(Protocol):

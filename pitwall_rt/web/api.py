@@ -169,6 +169,7 @@ def _udp_counters(app: web.Application) -> dict[str, int | None]:
         "kernel_drops": kernel_drops(sock) if sock else None,
         "receiver_restarts": udp.stats.receiver_restarts if udp else 0,
         "http_parser_restarts": parser.stats.receiver_restarts if parser else 0,
+        "parse_backlog_bytes_max": udp.stats.parse_backlog_bytes_max if udp else 0,
     }
 
 
@@ -283,6 +284,11 @@ async def metrics(request: web.Request) -> web.Response:
         "pitwall_http_parser_restarts_total",
         "Times the HTTP body parse process died and was started again.",
         [({}, udp["http_parser_restarts"] or 0)],
+    )
+    out.gauge(
+        "pitwall_udp_parse_backlog_bytes_max",
+        "Most parsed UDP bytes seen waiting for the event loop (limit: UDP_RCVBUF).",
+        udp["parse_backlog_bytes_max"] or 0,
     )
     out.gauge("pitwall_uptime_seconds", "Seconds since start.", stats.uptime_s)
     f1: dict[str, Any] = app[F1].decoder.stats()
