@@ -269,12 +269,12 @@ class FreshRows:
     last_t_before: float
     carry_before: PhysicsCarry
     carry_after: PhysicsCarry
-    columns: PartialColumns | None = None
-    """The rows' :func:`~.aggregate.partial_columns` (None: compute them)."""
+    columns: PartialColumns
+    """The rows' :func:`~.aggregate.partial_columns`."""
+    prev: PrevValues
+    """What lap timing looks back to before each row."""
     extra: tuple[np.ndarray, ...] = ()
     """Per-sample arrays ``fresh_rows``' ``extra`` made for all cars at once, cut like ``rows``."""
-    prev: PrevValues | None = None
-    """What lap timing looks back to before each row (None only when ``rows`` is empty)."""
 
     def follows(self, last_t: float, carry: PhysicsCarry) -> bool:
         """Whether a consumer whose last sample was ``last_t`` and whose physics
@@ -339,8 +339,8 @@ def fresh_rows(
                 carry_before=st.physics,
                 carry_after=after[k],
                 columns=(sums[lo:hi], maxes[lo:hi]),
-                extra=tuple(column[lo:hi] for column in more),
                 prev=(d_prev[lo:hi], d_prev_t[lo:hi], lap_prev[lo:hi]),
+                extra=tuple(column[lo:hi] for column in more),
             )
         )
     return out
@@ -381,7 +381,6 @@ def advance_rows(
     rows, phys = fresh.rows, fresh.physics
     if len(rows) == 0:
         return st, [], [], fresh
-    assert fresh.prev is not None  # set by fresh_rows for every car with rows
     stream = _prepare(st, rows, phys, track, fresh.prev)
     if math.isnan(st.lap_first_t):
         st.lap_first_t = float(stream.t[0])
@@ -404,7 +403,9 @@ def _fresh_for(state: ChassisState, rows: np.ndarray) -> FreshRows:
     if len(t) == 0:
         carry = state.physics
         phys, _ = point_physics(rows, carry)
-        return FreshRows(rows, phys, 0, 0, state.last_t, carry, carry)
+        columns = partial_columns(rows, phys)
+        prev = _prev_values([state], rows, np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
+        return FreshRows(rows, phys, 0, 0, state.last_t, carry, carry, columns, prev)
     if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
         rows = rows[np.argsort(t, kind="stable")]
     return fresh_rows([state], rows, np.zeros(1, dtype=np.intp))[0]

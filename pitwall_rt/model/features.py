@@ -337,10 +337,9 @@ def advance_windows(
     same physics carry), so the result is the same with or without it.
     """
     c = carry.copy()
-    rows, phys, c.physics, columns = _tick_rows(carry, rows, fresh)
+    rows, c.physics, (sums, maxes) = _tick_rows(carry, rows, fresh)
     if len(rows) == 0:
         return c, []
-    sums, maxes = columns if columns else sample_columns(rows, phys)
     on = rows["pbrake_f"] > BRAKE_ON_BAR
     before = np.concatenate(([carry.brake_on], on[:-1]))
     tick = _Tick(
@@ -370,17 +369,18 @@ def advance_windows(
 
 def _tick_rows(
     carry: WindowCarry, rows: np.ndarray, fresh: FreshRows | None
-) -> tuple[np.ndarray, PointPhysics, PhysicsCarry, tuple[np.ndarray, ...]]:
-    """The tick's fresh rows, their physics, the carry after them and their
-    :func:`sample_columns` if already made: lap timing's when it started from
-    the same place as ``carry``, else computed here (columns left to the caller)."""
+) -> tuple[np.ndarray, PhysicsCarry, tuple[np.ndarray, ...]]:
+    """The tick's fresh rows, the physics carry after them and their
+    :func:`sample_columns`: lap timing's when it started from the same place
+    as ``carry`` (the columns made for the whole tick when it has them), else
+    computed here."""
     if fresh is not None and fresh.follows(carry.last_t, carry.physics):
-        if len(fresh.rows) == 0:
-            return fresh.rows, fresh.physics, carry.physics, ()
-        return fresh.rows, fresh.physics, fresh.carry_after, fresh.extra
+        after = fresh.carry_after if len(fresh.rows) else carry.physics
+        columns = fresh.extra or sample_columns(fresh.rows, fresh.physics)
+        return fresh.rows, after, columns
     rows = _fresh(carry, rows)
     phys, after = point_physics(rows, carry.physics)
-    return rows, phys, after, ()
+    return rows, after, sample_columns(rows, phys)
 
 
 def _crossings(
