@@ -114,13 +114,12 @@ class ParseProcess:
         sock: socket.socket | None,
         ingestor: Ingestor,
         binary_handler: BinaryHandler | None = None,
-        limits: WorkerLimits | None = None,
         outbox_bytes: int = WorkerLimits.max_outbox_bytes,
     ) -> None:
         self.sock = sock
         self.ingestor = ingestor
         self.binary_handler = binary_handler
-        self.limits = limits or WorkerLimits(
+        self.limits = WorkerLimits(
             max_chassis=ingestor.tables.chassis.capacity,
             max_tracks=ingestor.tables.track.capacity,
             max_outbox_bytes=outbox_bytes,

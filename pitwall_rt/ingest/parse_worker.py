@@ -247,7 +247,7 @@ def run_worker(sock: socket.socket | None, conn: socket.socket, limits: WorkerLi
         if conn_fd in readable and not _serve(conn, interner, outbox):
             stopping = True
         elif sock_fd in readable:
-            stopping = not _window(conn_fd, interner, outbox, limits.flush_delay_s)
+            stopping = not _window(outbox, interner, limits.flush_delay_s)
         elif not (backlog or readable or writable) and os.getppid() != parent:
             return
         if outbox.full:
@@ -280,9 +280,10 @@ def _serve_only(conn: socket.socket, interner: Interner, parent: int) -> None:
     conn.close()
 
 
-def _window(conn_fd: int, interner: Interner, outbox: Outbox, seconds: float) -> bool:
+def _window(outbox: Outbox, interner: Interner, seconds: float) -> bool:
     """Let datagrams queue for ``seconds``, serving the parent and sending
     it what waits meanwhile; False when the parent asked to stop or went away."""
+    conn_fd = outbox.conn.fileno()
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         writing = [conn_fd] if outbox else []
