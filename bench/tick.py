@@ -50,12 +50,14 @@ def stints(cars: int, hz: float, laps: int) -> list[np.ndarray]:
 
 
 def ticks(cars: list[np.ndarray], tick_s: float, count: int) -> list[np.ndarray]:
-    """The stints cut into ticks of ``tick_s`` of sample time, all cars interleaved."""
+    """The stints cut into ticks of ``tick_s`` of sample time, all cars
+    interleaved in time order, as the ring buffer hands them to the runner."""
     start = max(float(rows["t"][0]) for rows in cars)
     out = []
     for k in range(count):
         lo, hi = start + k * tick_s, start + (k + 1) * tick_s
-        out.append(concat_rows([take_rows(r, (r["t"] >= lo) & (r["t"] < hi)) for r in cars]))
+        tick = concat_rows([take_rows(r, (r["t"] >= lo) & (r["t"] < hi)) for r in cars])
+        out.append(take_rows(tick, np.argsort(tick["t"], kind="stable")))
     return out
 
 
