@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..row_fields import FieldSource
 from .physics import CORNERS, PointPhysics
 
 NAN = float("nan")
@@ -129,7 +130,7 @@ PartialColumns = tuple[np.ndarray, np.ndarray]
 """Per-sample sums ``(n, 11)`` and maxima ``(n, 4)`` that :class:`Partial` totals are made of."""
 
 
-def partial_columns(rows: np.ndarray, phys: PointPhysics) -> PartialColumns:
+def partial_columns(rows: FieldSource, phys: PointPhysics) -> PartialColumns:
     """What each sample adds to a :class:`Partial`, as sums and maxima columns.
 
     Element-wise in the samples, so the columns of several cars' rows computed

@@ -37,6 +37,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from ..row_fields import FieldSource, RowFields
 from ..schema import take_rows
 from ..shallow import shallow_copy
 from ..tracks import OVERSHOOT_TOLERANCE_M
@@ -199,7 +200,7 @@ first samples (:func:`fresh_rows`)."""
 
 
 def _prev_values(
-    states: Sequence[ChassisState], kept: np.ndarray, starts: np.ndarray, counts: np.ndarray
+    states: Sequence[ChassisState], kept: FieldSource, starts: np.ndarray, counts: np.ndarray
 ) -> PrevValues:
     """:data:`PrevValues` for several cars' kept rows (car ``k`` from ``starts[k]``)."""
     t, d, lap = kept["t"], kept["lapdist_m"], kept["lap"]
@@ -290,7 +291,7 @@ def _same_carry(a: PhysicsCarry, b: PhysicsCarry) -> bool:
     return _same_float(a.last_t, b.last_t) and a.braking == b.braking and a.cornering == b.cornering
 
 
-SampleColumns = Callable[[np.ndarray, PointPhysics], tuple[np.ndarray, ...]]
+SampleColumns = Callable[[FieldSource, PointPhysics], tuple[np.ndarray, ...]]
 """An element-wise function of samples and their physics, for :func:`fresh_rows`' ``extra``."""
 
 
@@ -321,10 +322,11 @@ def fresh_rows(
     kept = take_rows(rows, keep)
     kept_starts = np.concatenate(([0], np.cumsum(n_kept)[:-1]))
     carries = [st.physics for st in states]
-    phys, after = point_physics_runs(kept, kept_starts, carries)
-    sums, maxes = partial_columns(kept, phys)
-    d_prev, d_prev_t, lap_prev = _prev_values(states, kept, kept_starts, n_kept)
-    more = extra(kept, phys) if extra is not None else ()
+    fields = RowFields(kept)  # each pass below reads the same few fields of every row
+    phys, after = point_physics_runs(fields, kept_starts, carries)
+    sums, maxes = partial_columns(fields, phys)
+    d_prev, d_prev_t, lap_prev = _prev_values(states, fields, kept_starts, n_kept)
+    more = extra(fields, phys) if extra is not None else ()
     bounds = np.append(kept_starts, len(kept)).tolist()
     out = []
     for k, st in enumerate(states):

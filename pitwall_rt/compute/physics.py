@@ -38,6 +38,8 @@ from typing import Final
 
 import numpy as np
 
+from ..row_fields import FieldSource
+
 STANDARD_GRAVITY_MPS2: Final = 9.80665
 KMH_TO_MPS: Final = 1.0 / 3.6
 CORNERS: Final = ("fl", "fr", "rl", "rr")
@@ -217,7 +219,7 @@ def point_physics(
 
 
 def point_physics_runs(
-    rows: np.ndarray, starts: np.ndarray, carries: Sequence[PhysicsCarry], car: CarParams = GR86
+    rows: FieldSource, starts: np.ndarray, carries: Sequence[PhysicsCarry], car: CarParams = GR86
 ) -> tuple[PointPhysics, list[PhysicsCarry]]:
     """:func:`point_physics` of several cars in one pass over their rows.
 

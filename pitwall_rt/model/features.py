@@ -40,6 +40,7 @@ from ..compute.physics import (
     PointPhysics,
     point_physics,
 )
+from ..row_fields import FieldSource
 from ..shallow import shallow_copy
 from ..small_arrays import SmallArrays
 
@@ -207,7 +208,7 @@ def _zero_nan(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, 0.0)
 
 
-def sample_columns(rows: np.ndarray, phys: PointPhysics) -> tuple[np.ndarray, np.ndarray]:
+def sample_columns(rows: FieldSource, phys: PointPhysics) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample sums (n, N_SUMS) and maxima (n, N_MAXES) for time-sorted rows.
 
     Element-wise in the samples, so a tick computes them once for all its cars

@@ -1,0 +1,37 @@
+"""row_fields.RowFields: contiguous, read-only copies of stored rows' fields."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pitwall_rt.row_fields import RowFields
+from pitwall_rt.schema import empty_rows
+
+
+def test_a_field_is_a_contiguous_copy_made_once() -> None:
+    rows = empty_rows(5)
+    rows["speed_kmh"] = [10.0, np.nan, 30.0, 40.0, 50.0]
+    fields = RowFields(rows)
+    speed = fields["speed_kmh"]
+    assert len(fields) == 5
+    assert not rows["speed_kmh"].flags.c_contiguous, "a structured field is strided"
+    assert speed.flags.c_contiguous
+    np.testing.assert_array_equal(speed, rows["speed_kmh"])
+    assert fields["speed_kmh"] is speed, "copied once, then handed out again"
+
+
+def test_the_copies_are_read_only_and_independent_of_the_rows() -> None:
+    rows = empty_rows(3)
+    rows["t"] = [1.0, 2.0, 3.0]
+    fields = RowFields(rows)
+    t = fields["t"]
+    with pytest.raises(ValueError, match="read-only"):
+        t[0] = 9.0
+    rows["t"][0] = 7.0
+    assert t.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_an_unknown_field_is_a_key_error() -> None:
+    with pytest.raises((KeyError, ValueError)):
+        RowFields(empty_rows(1))["no_such_field"]
