@@ -319,7 +319,8 @@ def fresh_rows(
     keep[starts[1:]] = np.isfinite(t[starts[1:]]) & ~(t[starts[1:]] <= last_t[starts[1:]])
     n_late = np.add.reduceat(late, starts, dtype=np.intp).tolist()
     n_kept = np.add.reduceat(keep, starts, dtype=np.intp)
-    kept = take_rows(rows, keep)
+    # Usually every row is kept: then the rows are read where they are, not copied.
+    kept = rows if n_kept.sum() == len(rows) else take_rows(rows, keep)
     kept_starts = np.concatenate(([0], np.cumsum(n_kept)[:-1]))
     carries = [st.physics for st in states]
     fields = RowFields(kept)  # each pass below reads the same few fields of every row
