@@ -49,3 +49,22 @@ class RowFields:
             copy = self._copies[name] = np.ascontiguousarray(self.rows[name])
             copy.flags.writeable = False
         return copy
+
+    def part(self, start: int, stop: int) -> FieldsPart:
+        """Rows ``start:stop`` (one car's, say) as slices of the same copies."""
+        return FieldsPart(self, start, stop)
+
+
+class FieldsPart:
+    """A run of a :class:`RowFields`' rows: its fields are views of the whole copies."""
+
+    __slots__ = ("_fields", "_start", "_stop")
+
+    def __init__(self, fields: RowFields, start: int, stop: int) -> None:
+        self._fields, self._start, self._stop = fields, start, stop
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    def __getitem__(self, name: str, /) -> np.ndarray:
+        return self._fields[name][self._start : self._stop]

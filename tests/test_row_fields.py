@@ -35,3 +35,13 @@ def test_the_copies_are_read_only_and_independent_of_the_rows() -> None:
 def test_an_unknown_field_is_a_key_error() -> None:
     with pytest.raises((KeyError, ValueError)):
         RowFields(empty_rows(1))["no_such_field"]
+
+
+def test_a_part_reads_views_of_the_whole_copies() -> None:
+    rows = empty_rows(6)
+    rows["lap"] = np.arange(6.0)
+    fields = RowFields(rows)
+    part = fields.part(2, 5)
+    assert len(part) == 3
+    assert part["lap"].tolist() == [2.0, 3.0, 4.0]
+    assert part["lap"].base is fields["lap"], "a view, not another copy"

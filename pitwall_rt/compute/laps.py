@@ -234,7 +234,7 @@ class _Stream:
 
 def _prepare(
     st: ChassisState,
-    rows: np.ndarray,
+    rows: FieldSource,
     phys: PointPhysics,
     track: TrackShape | None,
     prev: PrevValues,
@@ -274,6 +274,8 @@ class FreshRows:
     """The rows' :func:`~.aggregate.partial_columns`."""
     prev: PrevValues
     """What lap timing looks back to before each row."""
+    fields: FieldSource
+    """``rows``' fields, read from the tick's contiguous copies (:mod:`~pitwall_rt.row_fields`)."""
     extra: tuple[np.ndarray, ...] = ()
     """Per-sample arrays ``fresh_rows``' ``extra`` made for all cars at once, cut like ``rows``."""
 
@@ -343,6 +345,7 @@ def fresh_rows(
                 carry_after=after[k],
                 columns=(sums[lo:hi], maxes[lo:hi]),
                 prev=(d_prev[lo:hi], d_prev_t[lo:hi], lap_prev[lo:hi]),
+                fields=fields.part(lo, hi),
                 extra=tuple(column[lo:hi] for column in more),
             )
         )
@@ -384,7 +387,7 @@ def advance_rows(
     rows, phys = fresh.rows, fresh.physics
     if len(rows) == 0:
         return st, [], [], fresh
-    stream = _prepare(st, rows, phys, track, fresh.prev)
+    stream = _prepare(st, fresh.fields, phys, track, fresh.prev)
     if math.isnan(st.lap_first_t):
         st.lap_first_t = float(stream.t[0])
     # Sorted and unique already: no union1d (a sort) for one leading 0.
@@ -408,7 +411,7 @@ def _fresh_for(state: ChassisState, rows: np.ndarray) -> FreshRows:
         phys, _ = point_physics(rows, carry)
         columns = partial_columns(rows, phys)
         prev = _prev_values([state], rows, np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
-        return FreshRows(rows, phys, 0, 0, state.last_t, carry, carry, columns, prev)
+        return FreshRows(rows, phys, 0, 0, state.last_t, carry, carry, columns, prev, rows)
     if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
         rows = rows[np.argsort(t, kind="stable")]
     return fresh_rows([state], rows, np.zeros(1, dtype=np.intp))[0]

@@ -338,19 +338,20 @@ def advance_windows(
     same physics carry), so the result is the same with or without it.
     """
     c = carry.copy()
-    rows, c.physics, (sums, maxes) = _tick_rows(carry, rows, fresh)
-    if len(rows) == 0:
+    fields, c.physics, (sums, maxes) = _tick_rows(carry, rows, fresh)
+    if len(fields) == 0:
         return c, []
-    on = rows["pbrake_f"] > BRAKE_ON_BAR
+    pbrake_bar, lapdist_m = fields["pbrake_f"], fields["lapdist_m"]
+    on = pbrake_bar > BRAKE_ON_BAR
     before = np.concatenate(([carry.brake_on], on[:-1]))
     tick = _Tick(
-        t=rows["t"],
+        t=fields["t"],
         sums=sums,
         maxes=maxes,
-        pbrake_bar=rows["pbrake_f"],
-        onset_idx=np.flatnonzero(on & ~before & np.isfinite(rows["lapdist_m"])),
+        pbrake_bar=pbrake_bar,
+        onset_idx=np.flatnonzero(on & ~before & np.isfinite(lapdist_m)),
         release_idx=np.flatnonzero(~on & before),
-        lapdist_m=rows["lapdist_m"],
+        lapdist_m=lapdist_m,
     )
     windows: list[Window] = []
     pos = 0
@@ -362,7 +363,7 @@ def advance_windows(
             windows.append(_close_sector(c, record))
         else:
             windows.append(_close_lap(c, record))
-    _absorb(c, tick, pos, len(rows))
+    _absorb(c, tick, pos, len(fields))
     c.last_t = float(tick.t[-1])
     c.brake_on = bool(on[-1])
     return c, windows
@@ -370,15 +371,15 @@ def advance_windows(
 
 def _tick_rows(
     carry: WindowCarry, rows: np.ndarray, fresh: FreshRows | None
-) -> tuple[np.ndarray, PhysicsCarry, tuple[np.ndarray, ...]]:
-    """The tick's fresh rows, the physics carry after them and their
-    :func:`sample_columns`: lap timing's when it started from the same place
-    as ``carry`` (the columns made for the whole tick when it has them), else
-    computed here."""
+) -> tuple[FieldSource, PhysicsCarry, tuple[np.ndarray, ...]]:
+    """The tick's fresh rows (their fields), the physics carry after them and
+    their :func:`sample_columns`: lap timing's when it started from the same
+    place as ``carry`` (the columns made for the whole tick when it has them),
+    else computed here."""
     if fresh is not None and fresh.follows(carry.last_t, carry.physics):
         after = fresh.carry_after if len(fresh.rows) else carry.physics
-        columns = fresh.extra or sample_columns(fresh.rows, fresh.physics)
-        return fresh.rows, after, columns
+        columns = fresh.extra or sample_columns(fresh.fields, fresh.physics)
+        return fresh.fields, after, columns
     rows = _fresh(carry, rows)
     phys, after = point_physics(rows, carry.physics)
     return rows, after, sample_columns(rows, phys)
