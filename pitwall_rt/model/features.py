@@ -279,23 +279,17 @@ class _Tick:
     def _whole(self) -> tuple[np.ndarray, np.ndarray]:
         return self.sums.sum(axis=0), np.fmax.reduce(self.maxes, axis=0)
 
-    def span_sums(self, i: int, j: int) -> np.ndarray:
-        """The sums of samples ``i:j``."""
+    def span(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sums and maxima of samples ``i:j`` (``j > i``), read-only."""
         if i == 0 and j == len(self.t):
-            return self._whole[0]
-        return self._prefix[j] - self._prefix[i]
+            return self._whole
+        return self._prefix[j] - self._prefix[i], np.fmax.reduce(self.maxes[i:j], axis=0)
 
-    def _span_maxes(self, i: int, j: int) -> np.ndarray:
-        if i == 0 and j == len(self.t):
-            return self._whole[1]
-        return np.fmax.reduce(self.maxes[i:j], axis=0)
-
-    def absorb(self, acc: WindowAcc, i: int, j: int) -> None:
-        """Add samples ``i:j`` to ``acc`` (in place)."""
-        if j <= i:
-            return
-        acc.sums += self.span_sums(i, j)
-        acc.maxes = np.fmax(acc.maxes, self._span_maxes(i, j))
+    def absorb(self, acc: WindowAcc, i: int, j: int, span: tuple[np.ndarray, np.ndarray]) -> None:
+        """Add samples ``i:j``, whose :meth:`span` is ``span``, to ``acc`` (in place)."""
+        sums, maxes = span
+        acc.sums += sums
+        acc.maxes = np.fmax(acc.maxes, maxes)
         if math.isnan(acc.first_t):
             acc.first_t = float(self.t[i])
         self._stops(acc, i, j)
@@ -402,10 +396,14 @@ def _crossings(
 
 
 def _absorb(c: WindowCarry, tick: _Tick, i: int, j: int) -> None:
-    tick.absorb(c.lap_acc, i, j)
-    tick.absorb(c.sector_acc, i, j)
-    if j > i:
-        c.stint_stress_g_m += tick.span_sums(i, j)[_STRESS]
+    """Samples ``i:j`` into the open lap and sector windows and the stint,
+    from one reduction of them."""
+    if j <= i:
+        return
+    span = tick.span(i, j)
+    tick.absorb(c.lap_acc, i, j, span)
+    tick.absorb(c.sector_acc, i, j, span)
+    c.stint_stress_g_m += span[0][_STRESS]
 
 
 def _open(c: WindowCarry) -> WindowAcc:
