@@ -168,7 +168,7 @@ class Outbox:
         return True
 
     def finish(self) -> bool:
-        """Send everything left, waiting as long as it takes (at a stop)."""
+        """Send everything left, waiting as long as it takes; False when the parent is gone."""
         try:
             while self._queue:
                 self.conn.sendall(self._queue.popleft())
@@ -244,7 +244,7 @@ def run_worker(sock: socket.socket | None, conn: socket.socket, limits: WorkerLi
             readable, writable, _ = select.select(reading, writing, [], IDLE_CHECK_S)
         if writable and not outbox.flush():
             return
-        if conn_fd in readable and not _serve(conn, interner, outbox):
+        if conn_fd in readable and not _serve(outbox, interner):
             stopping = True
         elif sock_fd in readable:
             stopping = not _window(outbox, interner, limits.flush_delay_s)
@@ -271,9 +271,12 @@ def _batch(datagrams: list[bytes], interner: Interner, outbox: Outbox) -> UdpBat
 
 
 def _serve_only(conn: socket.socket, interner: Interner, parent: int) -> None:
+    """Parse HTTP bodies only: with no UDP to keep draining, each reply is
+    sent whole before the next request is read."""
+    outbox = Outbox(conn, max_bytes=0)
     while True:
         readable, _, _ = select.select([conn], [], [], IDLE_CHECK_S)
-        if readable and not _serve(conn, interner, None):
+        if readable and not (_serve(outbox, interner) and outbox.finish()):
             break
         if not readable and os.getppid() != parent:
             return
@@ -290,19 +293,18 @@ def _window(outbox: Outbox, interner: Interner, seconds: float) -> bool:
         readable, writable, _ = select.select([conn_fd], writing, [], left)
         if writable and not outbox.flush():
             return False
-        if readable and not _serve(outbox.conn, interner, outbox):
+        if readable and not _serve(outbox, interner):
             return False
     return True
 
 
-def _serve(conn: socket.socket, interner: Interner, outbox: Outbox | None) -> bool:
-    """Answer one message from the parent (through ``outbox`` when given, in
-    order with the UDP batches); False for a stop (or its end closed)."""
-    message = read_frame(conn)
+def _serve(outbox: Outbox, interner: Interner) -> bool:
+    """Answer one message from the parent through ``outbox``, in order with
+    the UDP batches; False for a stop (or its end closed)."""
+    message = read_frame(outbox.conn)
     if not isinstance(message, HttpRequest):
         return False
-    reply = parse_http(message, interner)
-    return outbox.put(reply) if outbox is not None else send_frame(conn, reply)
+    return outbox.put(parse_http(message, interner))
 
 
 def _drain(recv: Callable[[int], bytes], limits: WorkerLimits) -> tuple[list[bytes], bool]:
@@ -322,15 +324,6 @@ def _drain(recv: Callable[[int], bytes], limits: WorkerLimits) -> tuple[list[byt
 def frame(message: object) -> bytes:
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return FRAME_HEADER.pack(len(payload)) + payload
-
-
-def send_frame(conn: socket.socket, message: object) -> bool:
-    """False when the parent is gone."""
-    try:
-        conn.sendall(frame(message))
-    except OSError:
-        return False
-    return True
 
 
 def read_frame(conn: socket.socket) -> Any:
