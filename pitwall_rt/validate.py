@@ -490,17 +490,6 @@ def name_ids(
             ids[i] = 0
             full.append(i)
     return np.array(ids, dtype=np.int32), full
-    skipped = skip.tolist() if skip is not None else [False] * len(ids)
-    for i, (name, ident) in enumerate(zip(names, ids, strict=True)):
-        if ident is not None or name is None or skipped[i]:
-            ids[i] = ident or 0
-            continue
-        try:
-            ids[i] = table.intern(name)
-        except TableFullError:
-            ids[i] = 0
-            full.append(i)
-    return ids, full
 
 
 def rows_from_columns(
