@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from functools import cache
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pitwall_rt.compute import compute_batch
 from pitwall_rt.compute.laps import ChassisState, TrackGeometry, advance, advance_rows
@@ -158,3 +161,69 @@ def test_features_advance_windows_compute_their_own_rows_when_carry_lags_the_sta
     assert not fresh.follows(WindowCarry().last_t, WindowCarry().physics)
     assert [w.x.tobytes() for w in shared] == [w.x.tobytes() for w in separate]
     assert carry.physics == alone.physics == state.physics  # in step again from here
+
+
+def _stops_one_by_one(tick: features._Tick, acc: features.WindowAcc, i: int, j: int) -> None:
+    """The brake applications of samples ``i:j`` stepped through one at a time:
+    the plain reading of the rules, against which the vectorised one is held."""
+    if acc.open_stop is not None:
+        tick._extend(acc, i, j)
+    lo, hi = np.searchsorted(tick.onset_idx, (i, j))
+    for o in tick.onset_idx[lo:hi].tolist():
+        acc.close_stop()
+        acc.open_stop = (float(tick.lapdist_m[o]), 0.0)
+        tick._extend(acc, o, j)
+
+
+PRESSURES = st.sampled_from(
+    [math.nan, -5.0, 0.0, 14.9, 15.0, 15.1, 30.0, 39.9, 40.0, 40.1, 85.0, 130.0]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pressures=st.lists(PRESSURES, min_size=1, max_size=80),
+    unplaced=st.sets(st.integers(0, 79), max_size=5),
+    brake_on=st.booleans(),
+    open_stop=st.none() | st.tuples(st.floats(0, 3000), st.sampled_from([0.0, 20.0, 60.0])),
+    earlier_stops=st.integers(0, features.MAX_STOPS),
+    cuts=st.lists(st.integers(0, 80), max_size=4),
+)
+def test_features_stops_taken_together_match_one_at_a_time(
+    pressures: list[float],
+    unplaced: set[int],
+    brake_on: bool,
+    open_stop: tuple[float, float] | None,
+    earlier_stops: int,
+    cuts: list[int],
+) -> None:
+    """Noisy pressure (NaN, values either side of both thresholds), samples
+    with no lap distance, a tick cut anywhere, a stop left open by the last
+    tick, and a window already near MAX_STOPS: the same stops either way."""
+    n = len(pressures)
+    pbrake = np.array(pressures)
+    lapdist = np.arange(n) * 10.0
+    lapdist[[k for k in unplaced if k < n]] = np.nan
+    onsets, releases = features.brake_edges(pbrake, lapdist, brake_on)
+    tick = features._Tick(
+        t=np.arange(n, dtype=float),
+        sums=np.zeros((n, features.N_SUMS)),
+        maxes=np.zeros((n, features.N_MAXES)),
+        pbrake_bar=pbrake,
+        onset_idx=onsets,
+        release_idx=releases,
+        lapdist_m=lapdist,
+    )
+    spans = sorted({0, n, *(c for c in cuts if c <= n)})
+    accs = []
+    for step in (tick._stops, lambda acc, i, j: _stops_one_by_one(tick, acc, i, j)):
+        acc = features.WindowAcc(
+            stops=[(float(k), 50.0) for k in range(earlier_stops)],
+            open_stop=open_stop if brake_on else None,
+        )
+        for i, j in itertools.pairwise(spans):
+            step(acc, i, j)
+        accs.append(acc)
+    assert accs[0].stops == accs[1].stops
+    assert accs[0].open_stop == accs[1].open_stop
+    assert len(accs[0].stops) <= features.MAX_STOPS
