@@ -106,6 +106,35 @@ def test_compute_lap_times_come_from_sample_time_not_arrival(server: ServerProce
     assert server.get("/api/laps/NOPE")[0] == 404
 
 
+def test_compute_flapping_lap_counter_is_counted_and_spares_the_other_car(
+    server: ServerProcess,
+) -> None:
+    """One car's lap number jumps on every sample: it ends no lap under
+    MIN_LAP_S, its glitches are counted in its insight and in health, and a
+    clean car sent alongside keeps exact lap times."""
+    start_s = 1_757_100_000.0
+    steady = _lap_points("STEADY", laps=3, lap_s=20.0, hz=20.0, start_s=start_s)
+    flapping = _lap_points("FLAP", laps=3, lap_s=20.0, hz=20.0, start_s=start_s)
+    for i, point in enumerate(flapping):
+        point["lap"] = 1 + (i * 7) % 4
+    both = [p for pair in zip(steady, flapping, strict=True) for p in pair]
+    for i in range(0, len(both), 200):
+        status, body = server.post_json("/api/ingest", both[i : i + 200])
+        assert status == 200 and body["rejected"] == 0
+    laps = wait_for(
+        lambda: (r := server.get("/api/laps/STEADY")[1]) and len(r) >= 3 and r, 10 * UNIT_S, "laps"
+    )
+    timed = [lap for lap in laps if not lap["partial"]]
+    assert len(timed) == 2 and all(abs(lap["lap_time_s"] - 20.0) < 1e-6 for lap in timed)
+    flap_laps = server.get("/api/laps/FLAP")[1]
+    assert len(flap_laps) <= 60 / 2.0
+    insights = {i["chassis"]: i for i in server.get("/api/insights")[1]}
+    assert insights["FLAP"]["lap_glitches"] > 1000
+    assert insights["STEADY"]["lap_glitches"] == 0
+    health = server.get("/api/health")[1]
+    assert health["compute"]["lap_glitches"] >= insights["FLAP"]["lap_glitches"]
+
+
 def test_compute_worker_killed_mid_stream_pool_rebuilt_and_insights_continue(
     tmp_path: Path,
 ) -> None:

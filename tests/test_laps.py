@@ -7,6 +7,7 @@ The car does 50 m/s round a 1,000 m track with sectors starting at 0, 300 and
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from pitwall_rt.compute.laps import (
+    MIN_LAP_S,
     ChassisState,
     LapRecord,
     SectorRecord,
@@ -198,17 +200,64 @@ def test_advance_uses_lapdist_wrap_time_when_lap_counter_lags() -> None:
 
 def test_advance_drops_lap_in_progress_when_lap_number_resets() -> None:
     rows = stream(grid())
-    second = rows[130:].copy()
-    second["lap"] -= 2  # lap 3 in progress, then the counter restarts at 1
-    _, _, laps = run(rows[:130], second)
+    second = rows[140:].copy()
+    second["lap"] -= 2  # lap 3 in progress (4.5 s of it), then the counter restarts at 1
+    _, _, laps = run(rows[:140], second)
     assert [(lap.lap, lap.partial) for lap in laps] == [
         (1, True),
         (2, False),
         (1, True),
         (2, False),
     ]
-    assert laps[2].start_t == rows["t"][130]
+    assert laps[2].start_t == rows["t"][140]
     assert laps[3].lap_time_s == pytest.approx(20.0)
+
+
+def test_advance_lap_number_glitches_after_a_crossing_only_relabel_the_lap() -> None:
+    """A counter that jumps about in the 1.5 s after each crossing (up, down,
+    to 0) and settles: the same laps as the clean stream, every jump counted."""
+    clean = stream(grid())
+    rows = clean.copy()
+    crossings = np.flatnonzero(np.diff(clean["lap"]) > 0) + 1
+    jumps = 0
+    for first in crossings:
+        lap = clean["lap"][first]
+        for k, wrong in enumerate((lap + 5, lap - 1, 0.0, lap + 1), start=1):
+            rows["lap"][first + k] = wrong
+        jumps += 5  # four wrong values, then back to the right one
+    state, _, laps = run(rows[:150], rows[150:])
+    _, _, clean_laps = run(clean)
+    assert [(lap.lap, lap.partial, lap.start_t, lap.end_t) for lap in laps] == [
+        (lap.lap, lap.partial, lap.start_t, lap.end_t) for lap in clean_laps
+    ]
+    assert_full_laps_exact(laps)
+    assert state.lap_glitches == jumps
+
+
+def test_advance_a_counter_flapping_every_sample_ends_no_lap_under_min_lap() -> None:
+    """Lap numbers at random on every sample: laps end at least MIN_LAP_S apart
+    (one per sample before), and the flapping is counted."""
+    rows = stream(grid(n=600, step=0.05))  # 30 s at 20 Hz
+    rows["lap"] = np.random.default_rng(3).integers(1, 5, len(rows))
+    state, _, laps = run(rows[:300], rows[300:])
+    ends = [lap.end_t for lap in laps]
+    assert 0 < len(laps) <= 30 / MIN_LAP_S
+    assert all(b - a >= MIN_LAP_S for a, b in itertools.pairwise(ends))
+    assert state.lap_glitches > 400
+
+
+def test_advance_a_second_distance_wrap_under_min_lap_ends_no_lap() -> None:
+    """No lap numbers, and after each crossing the distance jumps back over
+    the line once (as a noisy position near the line does) and wraps again:
+    each lap still ends once, at the first wrap."""
+    clean = stream(grid(), with_lap=False)
+    rows = clean.copy()
+    wraps = np.flatnonzero(np.diff(clean["lapdist_m"]) < 0) + 1
+    rows["lapdist_m"][wraps + 1] = LENGTH_M - 2.0  # back before the line, then on past it
+    state, _, laps = run(rows)
+    _, _, clean_laps = run(clean)
+    assert [lap.end_t for lap in laps] == [lap.end_t for lap in clean_laps]
+    assert state.lap_glitches == len(wraps)
 
 
 def test_advance_leaves_input_state_untouched_and_state_pickles() -> None:

@@ -81,6 +81,7 @@ class BatchResult:
     rows: int = 0
     late: int = 0
     duplicates: int = 0
+    lap_glitches: int = 0
 
     @property
     def states(self) -> dict[int, ChassisState]:
@@ -136,6 +137,7 @@ def compute_batch(
         )
         result.late += late
         result.duplicates += dups
+        result.lap_glitches += new_state.lap_glitches - state.lap_glitches
     return result
 
 
@@ -210,4 +212,5 @@ def insight_piece(state: ChassisState) -> dict[str, Any]:
         ],
         "late_rows": state.late_rows,
         "duplicate_rows": state.duplicate_rows,
+        "lap_glitches": state.lap_glitches,
     }

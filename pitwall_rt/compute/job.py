@@ -63,6 +63,7 @@ class TickOutput:
     rows: int = 0
     late: int = 0
     duplicates: int = 0
+    lap_glitches: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
     pit_races: dict[int, RaceState] = field(default_factory=dict)
@@ -112,6 +113,7 @@ def join_outputs(outputs: list[TickOutput]) -> TickOutput:
         out.rows += part.rows
         out.late += part.late
         out.duplicates += part.duplicates
+        out.lap_glitches += part.lap_glitches
         out.alerts.extend(part.alerts)
         out.pit_races.update(part.pit_races)
         for key, value in part.stats.items():
@@ -153,6 +155,7 @@ def tick_job(
         rows=batch.rows,
         late=batch.late,
         duplicates=batch.duplicates,
+        lap_glitches=batch.lap_glitches,
         alerts=tick.alerts,
         stats=tick.stats,
         pit_races=tick.pit_races,

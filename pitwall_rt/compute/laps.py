@@ -17,6 +17,11 @@ Policy for imperfect streams:
 * a lap completes when the lap number increases; when a sample has no lap
   number, when ``lapdist_m`` drops by more than half the track length;
   a lap number that goes down is a reset (the lap in progress is dropped);
+* no lap is shorter than ``MIN_LAP_S``: sooner after a crossing, a lap
+  number that changes relabels the lap in progress and a distance wrap is
+  ignored, and both are counted as glitches (a counter flapping every
+  sample would otherwise end or drop a lap per sample, each costing a
+  record, a feature window and a prediction);
 * a lap containing an interval over ``physics.GAP_S`` is still completed and
   flagged ``has_gap``; the first lap seen (car joined mid-lap) has no lap
   time and is flagged ``partial``;
@@ -54,6 +59,12 @@ from .aggregate import (
 from .physics import PhysicsCarry, PointPhysics, point_physics, point_physics_runs
 
 NAN: Final = float("nan")
+
+MIN_LAP_S: Final = 2.0
+"""No lap is shorter. This soon after a lap began at a crossing, a new lap
+number only relabels the lap in progress and a distance wrap is ignored;
+both count in ``lap_glitches``. Real laps take ten seconds or more; the
+shortest any bench or test drives is 4 s."""
 
 LAP_WRAP_MATCH_S: Final = 5.0
 """A lap-number increase within this many seconds after a ``lapdist_m`` wrap
@@ -174,6 +185,8 @@ class ChassisState:
     best_lap_time_s: float = NAN
     late_rows: int = 0
     duplicate_rows: int = 0
+    lap_glitches: int = 0
+    lap_from_event: bool = False  # the lap in progress began at a crossing or a reset
 
     def copy(self) -> ChassisState:
         """An independent copy (the one mutable field, ``sector_rolling``, is copied)."""
@@ -460,6 +473,8 @@ class _Walker:
             lap_no = int(s.lap[b])
             if st.lap is None:
                 st.lap = lap_no
+            elif lap_no != st.lap and self._too_soon(b):
+                st.lap, st.lap_glitches = lap_no, st.lap_glitches + 1  # relabel, end nothing
             elif lap_no > st.lap:
                 self._lap_boundary(b, self._lap_crossing_t(b, wrap_t), lap_no)
                 return
@@ -471,9 +486,18 @@ class _Walker:
         elif s.wrap[b]:
             if st.lap is None:
                 st.lap = 0
-            self._lap_boundary(b, wrap_t, st.lap + 1)
-            return
+            if not self._too_soon(b):
+                self._lap_boundary(b, wrap_t, st.lap + 1)
+                return
+            st.lap_glitches += 1
         self._advance_sectors(b)
+
+    def _too_soon(self, b: int) -> bool:
+        """Whether sample ``b`` comes under ``MIN_LAP_S`` after the crossing
+        or reset that began the lap in progress (not one the car was already
+        in when its data began: it may be about to cross)."""
+        st = self.st
+        return st.lap_from_event and float(self.s.t[b]) - st.lap_first_t < MIN_LAP_S
 
     def _lap_crossing_t(self, b: int, wrap_t: float) -> float:
         """When the lap number went up at ``b``: the interpolated wrap in the
@@ -612,6 +636,7 @@ class _Walker:
     def _start_lap(self, lap: int, start_t: float, first_t: float) -> None:
         st = self.st
         st.lap, st.lap_start_t, st.lap_first_t = lap, start_t, first_t
+        st.lap_from_event = True
         st.lap_agg, st.sector_agg, st.pending_wrap_t = EMPTY, EMPTY, NAN
         st.sector_times_s = (NAN,) * self.n_sectors
         st.sector, st.sector_start_t = -1, NAN

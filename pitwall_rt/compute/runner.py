@@ -101,6 +101,7 @@ class ComputeStats:
     batches_failed: int = 0
     late_rows: int = 0
     duplicate_rows: int = 0
+    lap_glitches: int = 0
     insights_sent: int = 0
     windows: int = 0
     predictions: int = 0
@@ -396,6 +397,7 @@ class ComputeRunner:
         self.stats.rows += tick.rows
         self.stats.late_rows += tick.late
         self.stats.duplicate_rows += tick.duplicates
+        self.stats.lap_glitches += tick.lap_glitches
         self._count_intel(tick)
         changed = []
         for cid, car in tick.cars.items():
