@@ -17,9 +17,10 @@ Policy for imperfect streams:
 * a lap completes when the lap number increases; when a sample has no lap
   number, when ``lapdist_m`` drops by more than half the track length;
   a lap number that goes down is a reset (the lap in progress is dropped);
-* no lap is shorter than ``MIN_LAP_S``: sooner after a crossing, a lap
-  number that changes relabels the lap in progress and a distance wrap is
-  ignored, and both are counted as glitches (a counter flapping every
+* no lap is shorter than ``MIN_LAP_S``: sooner after the crossing or reset
+  that began the lap in progress, a lap number that changes relabels it (as
+  a partial lap: a rewind in a game can't make a 3 s lap) and a distance
+  wrap is ignored, both counted as glitches (a counter flapping every
   sample would otherwise end or drop a lap per sample, each costing a
   record, a feature window and a prediction);
 * a lap containing an interval over ``physics.GAP_S`` is still completed and
@@ -61,10 +62,11 @@ from .physics import PhysicsCarry, PointPhysics, point_physics, point_physics_ru
 NAN: Final = float("nan")
 
 MIN_LAP_S: Final = 2.0
-"""No lap is shorter. This soon after a lap began at a crossing, a new lap
-number only relabels the lap in progress and a distance wrap is ignored;
-both count in ``lap_glitches``. Real laps take ten seconds or more; the
-shortest any bench or test drives is 4 s."""
+"""No lap is shorter. This soon after the crossing or reset that began the
+lap in progress, a new lap number relabels it (its time becomes unknown: a
+partial lap, never a wrong time) and a distance wrap is ignored; both count
+in ``lap_glitches``. Real laps take ten seconds or more; the shortest any
+bench or test drives is 4 s."""
 
 LAP_WRAP_MATCH_S: Final = 5.0
 """A lap-number increase within this many seconds after a ``lapdist_m`` wrap
@@ -474,7 +476,9 @@ class _Walker:
             if st.lap is None:
                 st.lap = lap_no
             elif lap_no != st.lap and self._too_soon(b):
-                st.lap, st.lap_glitches = lap_no, st.lap_glitches + 1  # relabel, end nothing
+                # Relabel, end nothing; and the lap's time can no longer be trusted.
+                st.lap, st.lap_start_t = lap_no, NAN
+                st.lap_glitches += 1
             elif lap_no > st.lap:
                 self._lap_boundary(b, self._lap_crossing_t(b, wrap_t), lap_no)
                 return
