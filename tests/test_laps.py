@@ -259,18 +259,36 @@ def test_advance_a_counter_flapping_every_sample_ends_no_lap_under_min_lap() -> 
     assert state.lap_glitches > 400
 
 
-def test_advance_a_second_distance_wrap_under_min_lap_ends_no_lap() -> None:
-    """No lap numbers, and after each crossing the distance jumps back over
-    the line once (as a noisy position near the line does) and wraps again:
-    each lap still ends once, at the first wrap."""
-    clean = stream(grid(), with_lap=False)
+@pytest.mark.parametrize("with_lap", [True, False])
+def test_advance_distance_going_back_over_the_line_moves_no_lap_or_sector(with_lap: bool) -> None:
+    """Just after each crossing the distance jumps back over the line (a noisy
+    position reading) and then on again: the laps and sectors of the clean
+    stream, exactly, and each jump back counted."""
+    clean = stream(grid(), with_lap=with_lap)
     rows = clean.copy()
     wraps = np.flatnonzero(np.diff(clean["lapdist_m"]) < 0) + 1
-    rows["lapdist_m"][wraps + 1] = LENGTH_M - 2.0  # back before the line, then on past it
-    state, _, laps = run(rows)
-    _, _, clean_laps = run(clean)
-    assert [lap.end_t for lap in laps] == [lap.end_t for lap in clean_laps]
+    rows["lapdist_m"][wraps + 1] = LENGTH_M - 2.0
+    state, sectors, laps = run(rows[:100], rows[100:])
+    _, clean_sectors, clean_laps = run(clean)
+    assert [(lap.lap, lap.partial, lap.end_t) for lap in laps] == [
+        (lap.lap, lap.partial, lap.end_t) for lap in clean_laps
+    ]
+    full = [lap for lap in laps if not lap.partial]
+    assert full and all(lap.lap_time_s == pytest.approx(20.0, abs=1e-9) for lap in full)
+    assert all(lap.sector_times_s == pytest.approx(SECTOR_TIMES_S, abs=1e-9) for lap in full)
+    assert [(s.lap, s.sector) for s in sectors] == [(s.lap, s.sector) for s in clean_sectors]
     assert state.lap_glitches == len(wraps)
+
+
+def test_advance_more_than_half_a_lap_across_a_gap_is_forward_not_back_over_the_line() -> None:
+    """12 s without samples mid-lap (600 m of a 1,000 m lap): the car went
+    forward, so its sectors still complete, and nothing counts as a glitch."""
+    t = grid()
+    gone = (t > lap_start_t(2) + 3.0) & (t < lap_start_t(2) + 15.0)
+    state, sectors, _ = run(stream(t[~gone]))
+    _, clean_sectors, _ = run(stream(t))
+    assert [(s.lap, s.sector) for s in sectors] == [(s.lap, s.sector) for s in clean_sectors]
+    assert state.lap_glitches == 0
 
 
 def test_advance_leaves_input_state_untouched_and_state_pickles() -> None:

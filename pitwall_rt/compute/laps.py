@@ -17,6 +17,11 @@ Policy for imperfect streams:
 * a lap completes when the lap number increases; when a sample has no lap
   number, when ``lapdist_m`` drops by more than half the track length;
   a lap number that goes down is a reset (the lap in progress is dropped);
+* a distance that goes back over the line (up by more than half the track
+  within ``physics.GAP_S`` of the reading before: a noisy position near the
+  line, a game's rewind) is a glitch: sectors wait until it comes back over
+  the line, and that crossing is no new lap (before, a reading a metre
+  behind the line completed every sector at once and the next one a lap);
 * no lap is shorter than ``MIN_LAP_S``: sooner after the crossing or reset
   that began the lap in progress, a lap number that changes relabels it (as
   a partial lap: a rewind in a game can't make a 3 s lap) and a distance
@@ -57,7 +62,7 @@ from .aggregate import (
     partial_columns,
     segment_partials,
 )
-from .physics import PhysicsCarry, PointPhysics, point_physics, point_physics_runs
+from .physics import GAP_S, PhysicsCarry, PointPhysics, point_physics, point_physics_runs
 
 NAN: Final = float("nan")
 
@@ -189,6 +194,7 @@ class ChassisState:
     duplicate_rows: int = 0
     lap_glitches: int = 0
     lap_from_event: bool = False  # the lap in progress began at a crossing or a reset
+    behind_line: bool = False  # the distance went back over the line and has not come back
 
     def copy(self) -> ChassisState:
         """An independent copy (the one mutable field, ``sector_rolling``, is copied)."""
@@ -243,6 +249,7 @@ class _Stream:
     d_prev: np.ndarray
     d_prev_t: np.ndarray
     wrap: np.ndarray
+    unwrap: np.ndarray
     gap: np.ndarray
     candidate: np.ndarray
 
@@ -259,10 +266,12 @@ def _prepare(
     d_prev, d_prev_t, lap_prev = prev
     half_lap_m = track.length_m / 2.0 if track is not None else np.inf  # no track: no wraps
     wrap = d < d_prev - half_lap_m
+    # Back over the line: no car drives half a lap between two close readings.
+    unwrap = (d > d_prev + half_lap_m) & (t - d_prev_t <= GAP_S)
     sector_prev = np.concatenate(([st.last_sector_raw], sector[:-1]))
     lap_change = np.isfinite(lap) & (lap != lap_prev)
-    candidate = wrap | lap_change | (sector != sector_prev)
-    return _Stream(t, lap, d, sector, d_prev, d_prev_t, wrap, phys.gap, candidate)
+    candidate = wrap | unwrap | lap_change | (sector != sector_prev)
+    return _Stream(t, lap, d, sector, d_prev, d_prev_t, wrap, unwrap, phys.gap, candidate)
 
 
 @dataclass(frozen=True, eq=False)
@@ -469,8 +478,14 @@ class _Walker:
         """Sample ``b`` may start a lap or sector: decide and complete what ended."""
         st, s = self.st, self.s
         wrap_t = NAN
-        if s.wrap[b]:
+        wrap = bool(s.wrap[b])
+        if wrap:
             wrap_t = float(self._crossing_times(b, np.array([self._line_m(b)]), unwrap=True)[0])
+            # Over the line again after going back over it: no new lap.
+            wrap, st.behind_line = not st.behind_line, False
+        elif s.unwrap[b]:
+            st.behind_line = True
+            st.lap_glitches += 1
         if math.isfinite(s.lap[b]):
             lap_no = int(s.lap[b])
             if st.lap is None:
@@ -485,9 +500,9 @@ class _Walker:
             elif lap_no < st.lap:
                 self._reset(b, lap_no)
                 return
-            elif s.wrap[b]:
+            elif wrap:
                 st.pending_wrap_t = wrap_t  # distance reset before the lap counter
-        elif s.wrap[b]:
+        elif wrap:
             if st.lap is None:
                 st.lap = 0
             if not self._too_soon(b):
@@ -557,7 +572,7 @@ class _Walker:
     def _advance_sectors(self, b: int) -> None:
         """Within a lap: complete every sector between the current one and ``b``'s."""
         st, target = self.st, int(self.s.sector[b])
-        if self.track is None or target < 0:
+        if self.track is None or target < 0 or st.behind_line:
             return
         if st.sector < 0:  # first distance seen in this lap: joined mid-sector
             st.sector, st.sector_start_t, st.sector_agg = target, NAN, EMPTY
