@@ -59,6 +59,11 @@ LIMITS: Final[dict[str, tuple[float, float]]] = {
     "gear": (-1, 12),
 }
 
+LAP_SENTINEL: Final = 32768
+"""``lap`` value the GR Cup loggers send when the lap is unknown. It is
+stored as sent; lap timing reads it as no lap number, and the CSV repair
+recovers the lap from distance wraps."""
+
 MAX_NAME_LEN: Final = 64
 """Longest accepted chassis or track name, in characters."""
 

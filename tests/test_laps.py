@@ -26,7 +26,7 @@ from pitwall_rt.compute.laps import (
     sector_of,
 )
 from pitwall_rt.compute.physics import point_physics
-from pitwall_rt.schema import empty_rows
+from pitwall_rt.schema import LAP_SENTINEL, empty_rows
 from pitwall_rt.tracks import Track, sector_index
 
 LENGTH_M = 1000.0
@@ -289,6 +289,22 @@ def test_advance_more_than_half_a_lap_across_a_gap_is_forward_not_back_over_the_
     _, clean_sectors, _ = run(stream(t))
     assert [(s.lap, s.sector) for s in sectors] == [(s.lap, s.sector) for s in clean_sectors]
     assert state.lap_glitches == 0
+
+
+def test_advance_reads_the_gr_cup_unknown_lap_sentinel_as_no_lap_number() -> None:
+    """A few samples with lap 32768 mid-lap and across a crossing: the laps of
+    the clean stream (the sentinel once made a lap jump up and back down)."""
+    clean = stream(grid())
+    rows = clean.copy()
+    crossing = int(np.flatnonzero(np.diff(clean["lap"]) > 0)[1]) + 1
+    rows["lap"][90:93] = LAP_SENTINEL
+    rows["lap"][crossing - 2 : crossing + 2] = LAP_SENTINEL
+    _, _, laps = run(rows[:crossing], rows[crossing:])
+    _, _, clean_laps = run(clean)
+    assert [(lap.lap, lap.partial) for lap in laps] == [
+        (lap.lap, lap.partial) for lap in clean_laps
+    ]
+    assert_full_laps_exact(laps)
 
 
 def test_advance_leaves_input_state_untouched_and_state_pickles() -> None:

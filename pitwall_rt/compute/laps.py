@@ -17,6 +17,7 @@ Policy for imperfect streams:
 * a lap completes when the lap number increases; when a sample has no lap
   number, when ``lapdist_m`` drops by more than half the track length;
   a lap number that goes down is a reset (the lap in progress is dropped);
+  ``schema.LAP_SENTINEL`` (a GR Cup logger's "unknown") is no lap number;
 * a distance that goes back over the line (up by more than half the track
   within ``physics.GAP_S`` of the reading before: a noisy position near the
   line, a game's rewind) is a glitch: sectors wait until it comes back over
@@ -49,7 +50,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from ..row_fields import FieldSource, RowFields
-from ..schema import take_rows
+from ..schema import LAP_SENTINEL, take_rows
 from ..shallow import shallow_copy
 from ..tracks import OVERSHOOT_TOLERANCE_M
 from .aggregate import (
@@ -262,6 +263,8 @@ def _prepare(
     prev: PrevValues,
 ) -> _Stream:
     t, lap, d = rows["t"], rows["lap"], rows["lapdist_m"]
+    if (lap == LAP_SENTINEL).any():
+        lap = np.where(lap == LAP_SENTINEL, np.nan, lap)
     sector = sector_of(track, d) if track is not None else np.full(len(t), -1)
     d_prev, d_prev_t, lap_prev = prev
     half_lap_m = track.length_m / 2.0 if track is not None else np.inf  # no track: no wraps

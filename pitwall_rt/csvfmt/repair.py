@@ -45,6 +45,8 @@ from typing import Final
 
 import numpy as np
 
+from ..schema import LAP_SENTINEL
+
 Repairs = Counter[str]
 
 REPAIR_KINDS: Final = (
@@ -59,9 +61,6 @@ REPAIR_KINDS: Final = (
     "gap",
     "unknown_channel",
 )
-
-LAP_SENTINEL: Final = 32768
-"""``lap`` value the GR Cup loggers send when the lap is unknown."""
 
 GAP_S: Final = 2.0
 """A car's samples further apart than this, seconds, count as a gap (the
