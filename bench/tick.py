@@ -10,7 +10,13 @@ job's time per tick, and the part of it spent unpickling and pickling the
 cars' carries (their state between ticks). The first ticks (model set-up,
 the first laps' allocations) are left out.
 
+``--glitch`` spoils one channel of every car, to see what bad data costs:
+``lap`` a lap number drawn from 1 to 4 for every sample, ``lapdist`` a lap
+distance drawn anywhere on the track, ``brake`` +-20 bar of noise on the
+front brake pressure.
+
     python bench/tick.py [--cars 20] [--hz 500] [--tick-s 0.6] [--ticks 60]
+                         [--glitch lap|lapdist|brake]
 """
 
 from __future__ import annotations
@@ -47,6 +53,20 @@ def stints(cars: int, hz: float, laps: int) -> list[np.ndarray]:
         rows["chassis"] = car + 1
         out.append(rows)
     return out
+
+
+def spoil(cars: list[np.ndarray], glitch: str, seed: int = 0) -> None:
+    """Replace or disturb one channel of every car in place (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    length_m = load_tracks(DEFAULT_TRACKS_PATH)["barber"].length_m
+    for rows in cars:
+        n = len(rows)
+        if glitch == "lap":
+            rows["lap"] = rng.integers(1, 5, n)
+        elif glitch == "lapdist":
+            rows["lapdist_m"] = rng.uniform(0.0, length_m, n)
+        elif glitch == "brake":
+            rows["pbrake_f"] = np.clip(rows["pbrake_f"] + rng.uniform(-20.0, 20.0, n), -10, 500)
 
 
 def ticks(cars: list[np.ndarray], tick_s: float, count: int) -> list[np.ndarray]:
@@ -94,9 +114,13 @@ def main() -> None:
     parser.add_argument("--hz", type=float, default=500.0, help="samples per second per car")
     parser.add_argument("--tick-s", type=float, default=0.6)
     parser.add_argument("--ticks", type=int, default=60)
+    parser.add_argument("--glitch", choices=["lap", "lapdist", "brake"])
     args = parser.parse_args()
     laps = max(1, int(args.ticks * args.tick_s / 80.0) + 1)
-    batches = ticks(stints(args.cars, args.hz, laps), args.tick_s, args.ticks)
+    cars = stints(args.cars, args.hz, laps)
+    if args.glitch:
+        spoil(cars, args.glitch)
+    batches = ticks(cars, args.tick_s, args.ticks)
     tracks = track_table({1: load_tracks(DEFAULT_TRACKS_PATH)["barber"]})
     options = infer.IntelOptions()
     timer = CarryTimer()
@@ -115,7 +139,8 @@ def main() -> None:
     print(
         table(
             f"tick_job, one worker ({args.cars} cars x {args.hz:g} Hz, "
-            f"{args.tick_s:g} s ticks, {len(job_ms)} ticks measured)",
+            f"{args.tick_s:g} s ticks, {len(job_ms)} ticks measured"
+            + (f", {args.glitch} spoilt)" if args.glitch else ")"),
             [
                 "rows/tick",
                 "job ms p50 / p90 / max",
