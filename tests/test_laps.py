@@ -307,6 +307,26 @@ def test_advance_reads_the_gr_cup_unknown_lap_sentinel_as_no_lap_number() -> Non
     assert_full_laps_exact(laps)
 
 
+@pytest.mark.parametrize("with_lap", [True, False])
+def test_advance_distance_logged_on_one_row_in_five_gives_the_same_laps_and_sectors(
+    with_lap: bool,
+) -> None:
+    """GR Cup cars log the lap distance at a fifth of the rate of the other
+    channels: the rows between have none. Crossings interpolate between the
+    rows that have one, so the laps and sectors are those of the full stream."""
+    full = stream(grid(n=900, step=0.1), with_lap=with_lap)
+    rows = full.copy()
+    rows["lapdist_m"][np.arange(len(rows)) % 5 != 0] = np.nan
+    _, sectors, laps = run(rows[:437], rows[437:])
+    _, full_sectors, full_laps = run(full)
+    assert [(s.lap, s.sector) for s in sectors] == [(s.lap, s.sector) for s in full_sectors]
+    times = [s.time_s for s in sectors]
+    assert times == pytest.approx([s.time_s for s in full_sectors], abs=1e-9, nan_ok=True)
+    assert [(lap.lap, lap.partial) for lap in laps] == [(lap.lap, lap.partial) for lap in full_laps]
+    timed = [lap.lap_time_s for lap in laps if not lap.partial]
+    assert len(timed) >= 3 and timed == pytest.approx([20.0] * len(timed), abs=1e-9)
+
+
 def test_advance_leaves_input_state_untouched_and_state_pickles() -> None:
     rows = stream(grid())
     state, _, _ = run(rows[:120])
