@@ -227,3 +227,22 @@ def test_features_stops_taken_together_match_one_at_a_time(
     assert accs[0].stops == accs[1].stops
     assert accs[0].open_stop == accs[1].open_stop
     assert len(accs[0].stops) <= features.MAX_STOPS
+
+
+def test_features_stops_placed_when_the_lap_distance_is_logged_on_one_row_in_five() -> None:
+    """GR Cup cars log the lap distance on about one row in five. A brake
+    application starting on a row without one is still a stop, placed
+    between the readings either side: the same stops as with the distance
+    on every row, within the few metres a car covers between readings."""
+    rows = stint_rows(rate_hz=20.0, laps=4)
+    sparse = rows.copy()
+    sparse["lapdist_m"][np.arange(len(rows)) % 5 != 0] = np.nan
+    cuts = list(range(50, len(rows), 97))
+    full_w, sparse_w = windows_of(rows, cuts), windows_of(sparse, cuts)
+    both = [(a, b) for a, b in zip(full_w, sparse_w, strict=True) if a.kind == "sector"]
+    assert sum(len(a.stops) for a, _ in both) > 20
+    for a, b in both:
+        assert len(b.stops) == len(a.stops)
+        for (onset_a, peak_a), (onset_b, peak_b) in zip(a.stops, b.stops, strict=True):
+            assert peak_b == peak_a
+            assert abs(onset_b - onset_a) < 5.0
