@@ -10,6 +10,7 @@ import pytest
 from pitwall_rt.compute.physics import (
     GR86,
     MAX_DT_S,
+    SPEED_HOLD_S,
     PhysicsCarry,
     brake_pressure_bar,
     corner_loads_n,
@@ -200,4 +201,37 @@ def test_point_physics_runs_equal_each_car_alone_bit_for_bit() -> None:
         _, carry = point_physics(rows[i:j], carries[k])
         assert after[k] == carry
     assert after[1] is carries[1] and after[4] is carries[4]  # empty runs: carry unchanged
-    assert after[3] == PhysicsCarry(100.0, False, True)  # one sample: no braking, 1.3 G lateral
+    assert after[3] == PhysicsCarry(100.0, False, True, (100.0, 120.0))  # no braking, 1.3 G
+
+
+def test_point_physics_holds_a_speed_logged_at_a_fifth_of_the_rate() -> None:
+    """GR Cup cars log speed on about one row in five: the rows between take
+    the last reading, so the stress is that of the full stream, bit for bit
+    at a constant speed (it was a fifth), and the same however it is split."""
+    full = _rows(60)
+    sparse = full.copy()
+    sparse["speed_kmh"][np.arange(60) % 5 != 0] = np.nan
+    want, _ = point_physics(full, PhysicsCarry())
+    got, _ = point_physics(sparse, PhysicsCarry())
+    assert got.stress_g_m.tobytes() == want.stress_g_m.tobytes()
+    first, carry = point_physics(sparse[:23], PhysicsCarry())  # rows 20-22 lean on row 20
+    second, _ = point_physics(sparse[23:], carry)  # rows 23-24 on the carried reading
+    joined = np.concatenate((first.stress_g_m, second.stress_g_m))
+    assert joined.tobytes() == want.stress_g_m.tobytes()
+
+
+def test_point_physics_a_speed_reading_older_than_the_hold_counts_for_nothing() -> None:
+    """A reading stands for SPEED_HOLD_S; after that a row with no speed is
+    standing still, as a row of a car that never sent one."""
+    rows = _rows(3)
+    rows["t"] = [0.0, SPEED_HOLD_S, SPEED_HOLD_S + 0.5]
+    rows["speed_kmh"] = [100.0, np.nan, np.nan]
+    phys, carry = point_physics(rows, PhysicsCarry())
+    assert phys.stress_g_m[1].sum() > 0.0
+    assert phys.stress_g_m[2].sum() == 0.0
+    assert carry.speed == (0.0, 100.0)
+    later = _rows(1)
+    later["t"] = 0.5
+    later["speed_kmh"] = np.nan
+    held, _ = point_physics(later, PhysicsCarry(last_t=0.4, speed=(0.0, 100.0)))
+    assert held.stress_g_m.sum() > 0.0

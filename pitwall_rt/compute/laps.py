@@ -322,7 +322,12 @@ def _same_float(a: float, b: float) -> bool:
 
 
 def _same_carry(a: PhysicsCarry, b: PhysicsCarry) -> bool:
-    return _same_float(a.last_t, b.last_t) and a.braking == b.braking and a.cornering == b.cornering
+    return (
+        _same_float(a.last_t, b.last_t)
+        and a.braking == b.braking
+        and a.cornering == b.cornering
+        and all(map(_same_float, a.speed, b.speed))
+    )
 
 
 SampleColumns = Callable[[FieldSource, PointPhysics], tuple[np.ndarray, ...]]
