@@ -13,12 +13,12 @@ the first laps' allocations) are left out.
 ``--glitch`` spoils one channel of every car, to see what bad data costs:
 ``lap`` a lap number drawn from 1 to 4 for every sample, ``lapdist`` a lap
 distance drawn anywhere on the track, ``brake`` +-20 bar of noise on the
-front brake pressure; and ``sparse-lapdist`` keeps the lap distance on one
-row in five only, as GR Cup cars log it (105 of 516 timestamps in
-tests/data/grcup).
+front brake pressure; and ``sparse`` keeps the lap distance, speed and
+rpm on one row in five only, as GR Cup cars log them (105, 104 and 105 of
+516 timestamps in tests/data/grcup).
 
     python bench/tick.py [--cars 20] [--hz 500] [--tick-s 0.6] [--ticks 60]
-                         [--glitch lap|lapdist|brake|sparse-lapdist]
+                         [--glitch lap|lapdist|brake|sparse]
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def spoil(cars: list[np.ndarray], glitch: str, seed: int = 0) -> None:
             rows["lap"] = rng.integers(1, 5, n)
         elif glitch == "lapdist":
             rows["lapdist_m"] = rng.uniform(0.0, length_m, n)
-        elif glitch == "sparse-lapdist":
-            rows["lapdist_m"][np.arange(n) % 5 != 0] = np.nan
+        elif glitch == "sparse":
+            for name in ("lapdist_m", "speed_kmh", "rpm"):
+                rows[name][np.arange(n) % 5 != 0] = np.nan
         elif glitch == "brake":
             rows["pbrake_f"] = np.clip(rows["pbrake_f"] + rng.uniform(-20.0, 20.0, n), -10, 500)
 
@@ -118,7 +119,7 @@ def main() -> None:
     parser.add_argument("--hz", type=float, default=500.0, help="samples per second per car")
     parser.add_argument("--tick-s", type=float, default=0.6)
     parser.add_argument("--ticks", type=int, default=60)
-    parser.add_argument("--glitch", choices=["lap", "lapdist", "brake", "sparse-lapdist"])
+    parser.add_argument("--glitch", choices=["lap", "lapdist", "brake", "sparse"])
     args = parser.parse_args()
     laps = max(1, int(args.ticks * args.tick_s / 80.0) + 1)
     cars = stints(args.cars, args.hz, laps)

@@ -174,6 +174,7 @@ class ChassisState:
     last_lap_raw: float = NAN
     last_lapdist_m: float = NAN
     last_lapdist_t: float = NAN
+    last_sector: int = -1  # the sector of last_lapdist_m
     physics: PhysicsCarry = field(default_factory=PhysicsCarry)
     last_load_norm: tuple[float, ...] = (NAN, NAN, NAN, NAN)
     lap: int | None = None
@@ -269,17 +270,34 @@ def _prepare(
     half_lap_m = track.length_m / 2.0 if track is not None else np.inf  # no track: no wraps
     wrap = d < d_prev - half_lap_m
     # Back over the line: no car drives half a lap between two close readings.
-    unwrap = (d > d_prev + half_lap_m) & (t - d_prev_t <= GAP_S)
+    unwrap = d > d_prev + half_lap_m
+    if unwrap.any():
+        unwrap &= t - d_prev_t <= GAP_S
     lap_change = np.isfinite(lap) & (lap != lap_prev)
-    # A sample without a distance changes no sector, and the next one with a
-    # distance is compared with the last one that had it. GR Cup cars log the
-    # distance at a fifth of the rate of their accelerometers (105 of 516
-    # timestamps in tests/data/grcup), and every gap made two do-nothing steps.
-    sector_change = (
-        np.isfinite(d) & (sector != sector_of(track, d_prev)) if track is not None else False
-    )
+    sector_change = sector != _last_sector(track, d, d_prev, sector, st.last_sector)
     candidate = wrap | unwrap | lap_change | sector_change
     return _Stream(t, lap, d, sector, d_prev, d_prev_t, wrap, unwrap, phys.gap, candidate)
+
+
+def _last_sector(
+    track: TrackShape | None, d: np.ndarray, d_prev: np.ndarray, sector: np.ndarray, carried: int
+) -> np.ndarray:
+    """The sector of each row's last distance before it (``carried``, the
+    state's, before the first row); a row with no distance gets its own
+    sector (-1) back, so it changes none.
+
+    GR Cup cars log the distance at a fifth of the rate of their
+    accelerometers (105 of 516 timestamps in tests/data/grcup). Compared
+    with the row just before, every gap was two sector changes (into -1 and
+    back) for the walker to step through doing nothing: six times the cost."""
+    if track is None:
+        return sector
+    if not np.isnan(d).any():  # usually: the row before's, and the carried one for the first
+        last = np.empty_like(sector)
+        last[1:] = sector[:-1]
+        last[:1] = carried
+        return last
+    return np.where(np.isnan(d), sector, sector_of(track, d_prev))
 
 
 @dataclass(frozen=True, eq=False)
@@ -465,6 +483,7 @@ def _remember_last(st: ChassisState, s: _Stream, phys: PointPhysics, carry: Phys
     if len(d_at):
         st.last_lapdist_m = float(s.d[d_at[-1]])
         st.last_lapdist_t = float(s.t[d_at[-1]])
+        st.last_sector = int(s.sector[d_at[-1]])
 
 
 class _Walker:

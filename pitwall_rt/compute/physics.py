@@ -278,6 +278,12 @@ def held_speed(
     A sample with a reading keeps it as it is."""
     n = len(t)
     counts = np.diff(np.append(starts, n))
+    if np.isfinite(speed_kmh).all():  # the usual stream: every row has one
+        last = [
+            (float(t[i + c - 1]), float(speed_kmh[i + c - 1])) if c else carry
+            for i, c, carry in zip(starts.tolist(), counts.tolist(), carried, strict=True)
+        ]
+        return speed_kmh, last
     index = np.maximum.accumulate(np.where(np.isfinite(speed_kmh), np.arange(n), -1))
     in_run = index >= np.repeat(starts, counts)
     at = np.maximum(index, 0)

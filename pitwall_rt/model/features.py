@@ -443,9 +443,11 @@ def advance_windows(
     _absorb(c, tick, pos, len(fields))
     c.last_t = float(tick.t[-1])
     c.brake_on = bool(pbrake_bar[-1] > BRAKE_ON_BAR)
-    read = np.flatnonzero(np.isfinite(fields["lapdist_m"]))
-    if len(read):
-        c.last_lapdist = (float(t[read[-1]]), float(fields["lapdist_m"][read[-1]]))
+    read = fields["lapdist_m"]
+    if math.isfinite(read[-1]):  # usually the last row has a distance
+        c.last_lapdist = (float(t[-1]), float(read[-1]))
+    elif (at := np.flatnonzero(np.isfinite(read))).size:
+        c.last_lapdist = (float(t[at[-1]]), float(read[at[-1]]))
     return c, windows
 
 
