@@ -280,6 +280,28 @@ def test_dashboard_renders_predictions_pit_window_and_alerts_newest_first(
     assert console.errors == [], console.errors
 
 
+def test_dashboard_holds_channels_a_car_sends_only_now_and_then(
+    page: Page, demo_server: ServerProcess
+) -> None:
+    """GR Cup cars send lap distance and speed with one point in five: a point
+    without them keeps the car on the map and its speed in the table."""
+    open_dashboard(page, demo_server)
+    car = "GR86-SPARSE"
+    post_point(demo_server, car, 1234.5)
+    status, body = demo_server.post_json(
+        "/api/ingest", {"chassis": car, "track": "barber", "lap": 1, "accx_can": 0.2}
+    )
+    assert status == 200 and body["accepted"] == 1, body
+    wait_in_page(page, f"window.pitwall.store.count('{car}') >= 2", 10, "both points")
+    wait_in_page(
+        page, f"document.querySelector('#track-map .marker[data-chassis=\"{car}\"]')", 5, "marker"
+    )
+    state = dashboard_state(page)
+    assert state["latest"][car]["accx_can"] == 0.2  # the newest point's own channel
+    assert state["markers"][car]["lapdist"] == pytest.approx(1234.5, abs=0.1)
+    assert state["rows"][car]["speed"].startswith("150")
+
+
 # -- connection: lost and found --------------------------------------------------------
 
 

@@ -34,6 +34,21 @@ function orNaN(value) {
   return typeof value === 'number' && Number.isFinite(value) ? value : NaN;
 }
 
+/**
+ * The newest point with every field it lacks taken from the one before:
+ * GR Cup cars send lap distance and speed with one point in five, and the
+ * table, map and readouts showed them missing (the map dropped the car's
+ * marker) for the four between.
+ */
+function held(previous, p) {
+  if (!previous) return p;
+  const out = { ...previous };
+  for (const key in p) {
+    if (p[key] !== null && p[key] !== undefined) out[key] = p[key];
+  }
+  return out;
+}
+
 /** A fixed-capacity, time-ordered ring of columns. */
 export class CarHistory {
   constructor(cap) {
@@ -105,7 +120,7 @@ export class Car {
     this.index = index;
     this.colour = CAR_COLOURS[index % CAR_COLOURS.length];
     this.label = chassis;
-    this.latest = null; // the newest point as received
+    this.latest = null; // the newest point, fields it lacked held from earlier ones
     this.lastT = -Infinity; // its time, epoch ms
     this.lastSeen = 0; // performance.now() when it arrived
     this.history = new CarHistory(cap);
@@ -217,10 +232,11 @@ export class Store {
         }
         car.history.clear();
         car.lapStartT = null;
+        car.latest = null; // a new session holds nothing over
       }
       this._trackLap(car, p, t);
       car.history.push(t, p);
-      car.latest = p;
+      car.latest = held(car.latest, p);
       car.lastT = t;
       car.lastSeen = seen;
       car.version += 1;
