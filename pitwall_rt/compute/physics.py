@@ -279,18 +279,15 @@ def held_speed(
     n = len(t)
     counts = np.diff(np.append(starts, n))
     if np.isfinite(speed_kmh).all():  # the usual stream: every row has one
-        last = [
-            (float(t[i + c - 1]), float(speed_kmh[i + c - 1])) if c else carry
-            for i, c, carry in zip(starts.tolist(), counts.tolist(), carried, strict=True)
-        ]
-        return speed_kmh, last
-    index = np.maximum.accumulate(np.where(np.isfinite(speed_kmh), np.arange(n), -1))
-    in_run = index >= np.repeat(starts, counts)
-    at = np.maximum(index, 0)
-    held_t = np.where(in_run, t[at], np.repeat([c[0] for c in carried], counts))
-    held_v = np.where(in_run, speed_kmh[at], np.repeat([c[1] for c in carried], counts))
-    with np.errstate(invalid="ignore"):
-        filled = np.where(t - held_t <= SPEED_HOLD_S, held_v, np.nan)
+        filled, held_t, held_v = speed_kmh, t, speed_kmh
+    else:
+        index = np.maximum.accumulate(np.where(np.isfinite(speed_kmh), np.arange(n), -1))
+        in_run = index >= np.repeat(starts, counts)
+        at = np.maximum(index, 0)
+        held_t = np.where(in_run, t[at], np.repeat([c[0] for c in carried], counts))
+        held_v = np.where(in_run, speed_kmh[at], np.repeat([c[1] for c in carried], counts))
+        with np.errstate(invalid="ignore"):
+            filled = np.where(t - held_t <= SPEED_HOLD_S, held_v, np.nan)
     last = [
         (float(held_t[i + c - 1]), float(held_v[i + c - 1])) if c else carry
         for i, c, carry in zip(starts.tolist(), counts.tolist(), carried, strict=True)
