@@ -23,6 +23,7 @@ from pitwall_rt.compute.laps import (
     advance,
     advance_rows,
     fresh_rows,
+    last_finite,
     sector_of,
 )
 from pitwall_rt.compute.physics import point_physics
@@ -415,3 +416,12 @@ def test_advance_rows_refuses_fresh_rows_of_another_state() -> None:
     fresh = fresh_rows([ChassisState()], rows, np.zeros(1, dtype=np.intp))[0]
     with pytest.raises(ValueError):
         advance_rows(run(rows[:10])[0], rows, TRACK, fresh)
+
+
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [([1.0, 2.0], 1), ([1.0, math.nan], 0), ([math.nan, 3.0, math.nan, math.nan], 1),
+     ([math.nan], None), ([], None)],
+)  # fmt: skip
+def test_last_finite_finds_the_last_reading_or_none(values: list[float], want: int | None) -> None:
+    assert last_finite(np.array(values)) == want

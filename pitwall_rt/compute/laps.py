@@ -476,14 +476,21 @@ def _remember_last(st: ChassisState, s: _Stream, phys: PointPhysics, carry: Phys
     st.last_t = float(s.t[-1])
     st.physics = carry
     st.last_load_norm = tuple(float(x) for x in phys.load_norm[-1])
-    lap_at = np.flatnonzero(np.isfinite(s.lap))
-    if len(lap_at):
-        st.last_lap_raw = float(s.lap[lap_at[-1]])
-    d_at = np.flatnonzero(np.isfinite(s.d))
-    if len(d_at):
-        st.last_lapdist_m = float(s.d[d_at[-1]])
-        st.last_lapdist_t = float(s.t[d_at[-1]])
-        st.last_sector = int(s.sector[d_at[-1]])
+    if (i := last_finite(s.lap)) is not None:
+        st.last_lap_raw = float(s.lap[i])
+    if (i := last_finite(s.d)) is not None:
+        st.last_lapdist_m = float(s.d[i])
+        st.last_lapdist_t = float(s.t[i])
+        st.last_sector = int(s.sector[i])
+
+
+def last_finite(values: np.ndarray) -> int | None:
+    """Index of the last finite value, or None: usually the last one, found
+    without a pass over the column (a channel logged on few rows needs one)."""
+    if len(values) and math.isfinite(values[-1]):
+        return len(values) - 1
+    at = np.flatnonzero(np.isfinite(values))
+    return int(at[-1]) if len(at) else None
 
 
 class _Walker:

@@ -32,7 +32,7 @@ from typing import ClassVar, Final
 
 import numpy as np
 
-from ..compute.laps import FreshRows, LapRecord, SectorRecord
+from ..compute.laps import FreshRows, LapRecord, SectorRecord, last_finite
 from ..compute.physics import (
     CORNERS,
     GR86,
@@ -443,11 +443,8 @@ def advance_windows(
     _absorb(c, tick, pos, len(fields))
     c.last_t = float(tick.t[-1])
     c.brake_on = bool(pbrake_bar[-1] > BRAKE_ON_BAR)
-    read = fields["lapdist_m"]
-    if math.isfinite(read[-1]):  # usually the last row has a distance
-        c.last_lapdist = (float(t[-1]), float(read[-1]))
-    elif (at := np.flatnonzero(np.isfinite(read))).size:
-        c.last_lapdist = (float(t[at[-1]]), float(read[at[-1]]))
+    if (i := last_finite(fields["lapdist_m"])) is not None:
+        c.last_lapdist = (float(t[i]), float(fields["lapdist_m"][i]))
     return c, windows
 
 
