@@ -50,6 +50,15 @@ class RowFields:
             copy.flags.writeable = False
         return copy
 
+    def set(self, name: str, values: np.ndarray) -> None:
+        """Read ``values`` (made read-only) as field ``name`` from now on: a
+        field as every pass should understand it, where that differs from
+        what is stored (lap timing's lap numbers, see ``compute.laps``)."""
+        if len(values) != len(self.rows):
+            raise ValueError(f"{name}: {len(values)} values for {len(self.rows)} rows")
+        values.flags.writeable = False
+        self._copies[name] = values
+
     def part(self, start: int, stop: int) -> FieldsPart:
         """Rows ``start:stop`` (one car's, say) as slices of the same copies."""
         return FieldsPart(self, start, stop)

@@ -45,3 +45,16 @@ def test_a_part_reads_views_of_the_whole_copies() -> None:
     assert len(part) == 3
     assert part["lap"].tolist() == [2.0, 3.0, 4.0]
     assert part["lap"].base is fields["lap"], "a view, not another copy"
+
+
+def test_set_replaces_a_field_for_every_later_reader_and_keeps_it_read_only() -> None:
+    rows = empty_rows(4)
+    rows["lap"] = [1.0, 32768.0, 1.0, 2.0]
+    fields = RowFields(rows)
+    fields.set("lap", np.array([1.0, np.nan, 1.0, 2.0]))
+    assert np.isnan(fields["lap"][1]) and np.isnan(fields.part(1, 3)["lap"][0])
+    assert rows["lap"][1] == 32768.0, "the stored rows are not touched"
+    with pytest.raises(ValueError, match="read-only"):
+        fields["lap"][0] = 5.0
+    with pytest.raises(ValueError, match="3 values for 4 rows"):
+        fields.set("t", np.zeros(3))

@@ -263,8 +263,6 @@ def _prepare(
     prev: PrevValues,
 ) -> _Stream:
     t, lap, d = rows["t"], rows["lap"], rows["lapdist_m"]
-    if (lap == LAP_SENTINEL).any():
-        lap = np.where(lap == LAP_SENTINEL, np.nan, lap)
     sector = sector_of(track, d) if track is not None else np.full(len(t), -1)
     d_prev, d_prev_t, lap_prev = prev
     half_lap_m = track.length_m / 2.0 if track is not None else np.inf  # no track: no wraps
@@ -381,6 +379,9 @@ def fresh_rows(
     kept_starts = np.concatenate(([0], np.cumsum(n_kept)[:-1]))
     carries = [st.physics for st in states]
     fields = RowFields(kept)  # each pass below reads the same few fields of every row
+    lap = fields["lap"]
+    if (lap == LAP_SENTINEL).any():  # for every reader of the tick's lap numbers at once
+        fields.set("lap", np.where(lap == LAP_SENTINEL, np.nan, lap))
     phys, after = point_physics_runs(fields, kept_starts, carries)
     sums, maxes = partial_columns(fields, phys)
     d_prev, d_prev_t, lap_prev = _prev_values(states, fields, kept_starts, n_kept)
