@@ -520,8 +520,8 @@ class _Walker:
         wrap = bool(s.wrap[b])
         if wrap:
             wrap_t = float(self._crossing_times(b, np.array([self._line_m(b)]), unwrap=True)[0])
-            # Over the line again after going back over it: no new lap.
-            wrap, st.behind_line = not st.behind_line, False
+            wrap = not st.behind_line  # over the line again after going back over it: no new lap
+            st.behind_line = False
         elif s.unwrap[b]:
             st.behind_line = True
             st.lap_glitches += 1

@@ -353,9 +353,10 @@ def placed_lapdist(
     missing = np.isnan(lapdist_m)
     if not missing.any():
         return lapdist_m
-    if not math.isnan(last[1]):
-        lapdist_m = np.concatenate(([last[1]], lapdist_m))
-        return placed_lapdist(lapdist_m, np.concatenate(([last[0]], t)))[1:]
+    first = 0
+    if not math.isnan(last[1]):  # the carried reading stands as row -1
+        lapdist_m, t = np.append(last[1], lapdist_m), np.append(last[0], t)
+        missing, first = np.append(False, missing), 1
     index = np.arange(len(lapdist_m))
     known = np.where(missing, -1, index)
     before = np.maximum.accumulate(known)
@@ -370,7 +371,7 @@ def placed_lapdist(
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.clip((t[between] - t[a]) / (t[b] - t[a]), 0.0, 1.0)
     out[between] = np.where(forward & np.isfinite(frac), d_a + frac * (d_b - d_a), d_a)
-    return out
+    return out[first:]
 
 
 def brake_edges(
