@@ -2,9 +2,14 @@
 FROM python:3.11-slim
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY pitwall_rt ./pitwall_rt
-RUN pip install --no-cache-dir .
+# gcc only to compile the JSON scanner (pitwall_rt/_row_scan.c), then removed.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install --no-cache-dir . \
+ && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
+ && rm -rf /var/lib/apt/lists/*
 COPY config.toml demo_data.json ./
 COPY public ./public
 

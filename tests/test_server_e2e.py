@@ -100,6 +100,7 @@ def test_server_roundtrip_every_field_survives_udp_http_and_websocket(tmp_path: 
             assert got == FULL_POINT
         assert [p["chassis"] for p in ws_points] == [p["chassis"] for p in recent]
         assert isinstance(recent[0]["lap"], int) and isinstance(recent[0]["gear"], int)
+        assert srv.health()["json_scanner_compiled"] is True
 
 
 def test_server_ndjson_body_and_ndjson_datagram_both_ingest(server: ServerProcess) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import strict_decode
+from .. import row_scan, strict_decode
 from ..payload import Decoded, decode_body, decode_payloads
 from ..ring import RingBuffer
 from ..schema import SOURCE_ID, concat_rows, empty_rows
@@ -125,10 +125,25 @@ def check_decoded(decoded: Decoded, tables: Tables, now_s: float) -> Checked:
 
 
 def check_payloads(payloads: list[bytes], tables: Tables, now_s: float) -> Checked:
-    """Decode and validate datagrams' payloads: the strict decoder takes the
-    clean ones (a JSON value, or NDJSON lines), the general path the rest
-    (and the whole batch when the strict rows fail a late check). Strict
-    rows come first."""
+    """Decode and validate datagrams' payloads in three tiers: the C scanner
+    (``row_scan``) takes the plainest, the strict decoder the other clean
+    ones (a JSON value, or NDJSON lines), the general path the rest (and
+    the strict tier's whole share when its rows fail a late check). Rows
+    come in that order."""
+    scanned = row_scan.scan(payloads, tables, now_s)
+    if scanned is None:
+        return _check_python(payloads, tables, now_s)
+    if not scanned.refused:
+        return Checked(scanned.rows, empty_payloads=scanned.empty_payloads)
+    rest = _check_python(scanned.refused, tables, now_s)
+    if len(scanned.rows):
+        rest.rows = concat_rows([scanned.rows, rest.rows]) if len(rest.rows) else scanned.rows
+    rest.empty_payloads += scanned.empty_payloads
+    return rest
+
+
+def _check_python(payloads: list[bytes], tables: Tables, now_s: float) -> Checked:
+    """The strict and general tiers of ``check_payloads``."""
     points: list[Any] = []
     empty = 0
     refused: list[bytes] = []
@@ -161,6 +176,9 @@ def check_body(body: bytes, ndjson: bool, tables: Tables, now_s: float) -> Check
     if ndjson:
         points = strict_decode.decode_lines(body)
     else:
+        scanned = row_scan.scan([body], tables, now_s)
+        if scanned is not None and not scanned.refused:
+            return Checked(scanned.rows, empty_payloads=scanned.empty_payloads)
         points = []
         if strict_decode.decode_into(body, points) is None:
             points = None

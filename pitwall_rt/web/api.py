@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .. import row_scan
 from ..config import Settings
 from ..history import history_query, read_history
 from ..ingest.parse_process import ParserUnavailable
@@ -96,6 +97,8 @@ def health_counters(app: web.Application) -> dict[str, object]:
             "last_tick_ms": round(hub.stats.last_tick_ms, 3),
             "max_tick_ms": round(hub.stats.max_tick_ms, 3),
         },
+        # False when the C scanner was not compiled: ingest works, slower.
+        "json_scanner_compiled": row_scan.AVAILABLE,
         "udp": _udp_counters(app),
         "f1": app[F1].decoder.stats(),
         "chassis": len(app[TABLES].chassis),

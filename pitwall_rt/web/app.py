@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .. import row_scan
 from ..broadcast.hub import Hub
 from ..compute.runner import ComputeRunner
 from ..config import ConfigError, Settings
@@ -98,6 +99,11 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
     api_strategy.add_routes(app)
     app.router.add_get(settings.WS_PATH, ws.websocket_handler)
     _add_static(app, Path(settings.PUBLIC_DIR))
+    if not row_scan.AVAILABLE:
+        log.warning(
+            "pitwall_rt._row_scan was not compiled (no C compiler at install): "
+            "JSON ingest takes its Python tiers only, about 5x the CPU a point"
+        )
     return app
 
 

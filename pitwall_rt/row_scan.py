@@ -1,0 +1,142 @@
+"""The first of ingest's three JSON tiers: clean payloads to stored rows in C.
+
+``strict_decode`` has msgspec build a struct and a float object for every
+value, then copies them into columns: about 1.3 µs a point on the 2-core
+test VM, most of the parse process's time. ``_row_scan`` (C, built with the
+package) reads the bytes once and writes the doubles straight into the rows.
+
+It refuses, payload by payload, anything but the plainest JSON (see the C
+file's header), and the refused payloads take the strict and general tiers
+as before. A point is accepted or rejected exactly as without it, so a
+machine that could not compile it (no C compiler at install) is only slower;
+``AVAILABLE`` says which, and health reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .schema import (
+    ALIASES,
+    LIMITS,
+    MAX_NAME_LEN,
+    NUMERIC_FIELDS,
+    POINT_DTYPE,
+    TableFullError,
+    copy_rows,
+)
+from .validate import EPOCH_MS_THRESHOLD, Tables
+
+try:
+    from . import _row_scan  # type: ignore[attr-defined]
+except ImportError:  # installed without a C compiler
+    _row_scan = None
+
+AVAILABLE = _row_scan is not None
+
+# Key kinds, as the C scanner numbers them.
+_CHASSIS, _VEHICLE_ID, _TRACK, _TIME, _FLOAT, _INT = range(6)
+_REFUSED = 2
+_EMPTY = 1
+
+MIN_POINT_BYTES = len(b'{"chassis":"x"}')
+"""The shortest point the scanner accepts: payload bytes over this bound
+the number of rows it can write."""
+
+
+@dataclass
+class Scanned:
+    """Rows for the payloads the scanner took (names as table ids, ``t`` and
+    ``recv_t`` filled in), and the payloads it left, in order."""
+
+    rows: np.ndarray
+    refused: list[bytes]
+    empty_payloads: int
+
+
+def _number_kind(name: str) -> int:
+    """As ``strict_decode``: integer limits mean a JSON integer is required."""
+    low, high = LIMITS[name]
+    return _INT if isinstance(low, int) and isinstance(high, int) else _FLOAT
+
+
+def _key(name: str, slot: int) -> tuple[str, int, int, float, float]:
+    canon = ALIASES.get(name, name)
+    low, high = LIMITS[canon]
+    return (name, _number_kind(canon), slot, float(low), float(high))
+
+
+def _make_scanner() -> Any:
+    if _row_scan is None:
+        return None
+    aliases = [alias for alias, canon in ALIASES.items() if canon in NUMERIC_FIELDS]
+    name_alias = next(alias for alias, canon in ALIASES.items() if canon == "chassis")
+    # In the order senders usually write them: the scanner tries the key
+    # after the last one matched first.
+    keys: list[tuple[str, int, int, float, float]] = [
+        ("meta_time", _TIME, 0, 0.0, 0.0),
+        ("track", _TRACK, 0, 0.0, 0.0),
+        ("chassis", _CHASSIS, 0, 0.0, 0.0),
+        (name_alias, _VEHICLE_ID, 0, 0.0, 0.0),
+        *(_key(name, column) for column, name in enumerate(NUMERIC_FIELDS)),
+        *(_key(alias, len(NUMERIC_FIELDS) + k) for k, alias in enumerate(aliases)),
+    ]
+    fields: Any = POINT_DTYPE.fields
+    numeric = [fields[name][1] for name in NUMERIC_FIELDS]
+    if numeric != list(range(numeric[0], numeric[0] + 8 * len(numeric), 8)):
+        raise TypeError("POINT_DTYPE's numeric fields are no longer one packed float64 run")
+    return _row_scan.Scanner(
+        keys=keys,
+        alias_columns=[NUMERIC_FIELDS.index(ALIASES[alias]) for alias in aliases],
+        row_size=POINT_DTYPE.itemsize,
+        off_t=fields["t"][1],
+        off_chassis=fields["chassis"][1],
+        off_track=fields["track"][1],
+        off_numeric=numeric[0],
+        ncolumns=len(NUMERIC_FIELDS),
+        max_name_len=MAX_NAME_LEN,
+        ms_threshold=EPOCH_MS_THRESHOLD,
+    )
+
+
+_SCANNER = _make_scanner()
+
+
+def scan(payloads: list[bytes], tables: Tables, now_s: float) -> Scanned | None:
+    """Rows for every payload the C scanner accepts; None without the scanner.
+
+    ``now_s`` is stored as ``recv_t`` and stands in for an absent
+    ``meta_time``, as in the other tiers. When a name table is full, every
+    payload is left to the Python tiers, which reject point by point."""
+    if _SCANNER is None:
+        return None
+    capacity = sum(map(len, payloads)) // MIN_POINT_BYTES + 1
+    rows = np.empty(capacity, dtype=POINT_DTYPE)
+    count, status, chassis_names, track_names = _SCANNER.scan(payloads, rows)
+    refused = (
+        [p for p, code in zip(payloads, status, strict=True) if code == _REFUSED]
+        if _REFUSED in status
+        else []
+    )
+    # Points are usually far longer than the shortest: keep no view of a
+    # buffer mostly empty (the recorder holds rows for a second).
+    rows = copy_rows(rows[:count]) if capacity > 2 * count else rows[:count]
+    if count:
+        try:
+            chassis = np.array(list(map(tables.chassis.intern, chassis_names)), dtype=np.int32)
+            # A track id of -1 (none sent) picks the 0 appended: unknown track.
+            track = np.array([*map(tables.track.intern, track_names), 0], dtype=np.int32)
+        except TableFullError:
+            return Scanned(rows[:0], payloads, 0)
+        rows["chassis"] = chassis[rows["chassis"]]
+        rows["track"] = track[rows["track"]]
+        t = rows["t"]
+        absent = np.isnan(t)
+        if absent.any():
+            t[absent] = now_s
+        rows["recv_t"] = now_s
+        rows["source"] = 0
+    return Scanned(rows, refused, status.count(_EMPTY))
