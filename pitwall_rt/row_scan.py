@@ -26,7 +26,7 @@ from .schema import (
     NUMERIC_FIELDS,
     POINT_DTYPE,
     TableFullError,
-    copy_rows,
+    empty_rows,
 )
 from .validate import EPOCH_MS_THRESHOLD, Tables
 
@@ -41,10 +41,6 @@ AVAILABLE = _row_scan is not None
 _CHASSIS, _VEHICLE_ID, _TRACK, _TIME, _FLOAT, _INT = range(6)
 _REFUSED = 2
 _EMPTY = 1
-
-MIN_POINT_BYTES = len(b'{"chassis":"x"}')
-"""The shortest point the scanner accepts: payload bytes over this bound
-the number of rows it can write."""
 
 
 @dataclass
@@ -93,8 +89,10 @@ def _make_scanner() -> Any:
         alias_columns=[NUMERIC_FIELDS.index(ALIASES[alias]) for alias in aliases],
         row_size=POINT_DTYPE.itemsize,
         off_t=fields["t"][1],
+        off_recv_t=fields["recv_t"][1],
         off_chassis=fields["chassis"][1],
         off_track=fields["track"][1],
+        off_source=fields["source"][1],
         off_numeric=numeric[0],
         ncolumns=len(NUMERIC_FIELDS),
         max_name_len=MAX_NAME_LEN,
@@ -113,30 +111,14 @@ def scan(payloads: list[bytes], tables: Tables, now_s: float) -> Scanned | None:
     payload is left to the Python tiers, which reject point by point."""
     if _SCANNER is None:
         return None
-    capacity = sum(map(len, payloads)) // MIN_POINT_BYTES + 1
-    rows = np.empty(capacity, dtype=POINT_DTYPE)
-    count, status, chassis_names, track_names = _SCANNER.scan(payloads, rows)
+    try:
+        buffer, status = _SCANNER.scan(payloads, tables.chassis.intern, tables.track.intern, now_s)
+    except TableFullError:
+        return Scanned(empty_rows(0), payloads, 0)
     refused = (
         [p for p, code in zip(payloads, status, strict=True) if code == _REFUSED]
         if _REFUSED in status
         else []
     )
-    # Points are usually far longer than the shortest: keep no view of a
-    # buffer mostly empty (the recorder holds rows for a second).
-    rows = copy_rows(rows[:count]) if capacity > 2 * count else rows[:count]
-    if count:
-        try:
-            chassis = np.array(list(map(tables.chassis.intern, chassis_names)), dtype=np.int32)
-            # A track id of -1 (none sent) picks the 0 appended: unknown track.
-            track = np.array([*map(tables.track.intern, track_names), 0], dtype=np.int32)
-        except TableFullError:
-            return Scanned(rows[:0], payloads, 0)
-        rows["chassis"] = chassis[rows["chassis"]]
-        rows["track"] = track[rows["track"]]
-        t = rows["t"]
-        absent = np.isnan(t)
-        if absent.any():
-            t[absent] = now_s
-        rows["recv_t"] = now_s
-        rows["source"] = 0
+    rows = np.frombuffer(buffer, dtype=POINT_DTYPE)
     return Scanned(rows, refused, status.count(_EMPTY))

@@ -343,7 +343,7 @@ def test_a_refused_payload_leaves_no_name_and_no_row_behind() -> None:
     assert len(t.track) == 1  # only the reserved ""
 
 
-def test_the_shortest_points_fill_the_buffer_exactly() -> None:
+def test_many_short_points_grow_the_row_buffer() -> None:
     payload = b"[" + b",".join([b'{"chassis":"x"}'] * 1000) + b"]"
     t = tables()
     scanned = row_scan.scan([payload, b'{"chassis":"y"}'], t, NOW)
