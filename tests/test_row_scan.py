@@ -404,3 +404,36 @@ def test_rows_are_packed_as_the_strict_tier_packs_them() -> None:
     scanned = row_scan.scan(payloads, tables(), NOW)
     assert strict is not None and scanned is not None
     assert as_records(scanned.rows).tobytes() == as_records(strict).tobytes()
+
+
+def test_a_batch_gives_what_its_payloads_give_one_by_one() -> None:
+    """Names seen in a refused payload are forgotten, later payloads reuse
+    the names of earlier ones, and the buffer grows mid-batch: none of it
+    may change a row."""
+    rng = random.Random(5)
+    seeds = datagrams(3, 40, seed=3)
+    seeds += [orjson.dumps({"chassis": f"c{i}", "track": f"t{i % 3}"}) for i in range(30)]
+
+    def mutated(seed: bytes) -> bytes:
+        data = bytearray(seed)
+        if rng.random() < 0.5:
+            i = rng.randrange(len(data))
+            data[i] = rng.choice(b'{}[],:"\\ e.-01x')
+        return bytes(data)
+
+    for _ in range(300):
+        batch = [mutated(rng.choice(seeds)) for _ in range(rng.randint(1, 60))]
+        t = tables(max_chassis=1000)
+        whole = row_scan.scan(batch, t, NOW)
+        assert whole is not None
+        one_by_one: list[tuple[Any, ...]] = []
+        refused = []
+        for payload in batch:
+            alone = tables(max_chassis=1000)
+            scanned = row_scan.scan([payload], alone, NOW)
+            assert scanned is not None
+            one_by_one += named(scanned.rows, alone)
+            refused += scanned.refused
+        assert named(whole.rows, t) == one_by_one
+        assert whole.refused == refused
+        assert len(t.chassis) == len({row[0] for row in one_by_one})  # no refused one's names
