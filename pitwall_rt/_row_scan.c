@@ -2,19 +2,23 @@
  *
  * Why this exists: decoding a point into Python objects (msgspec's struct,
  * a float object per field) and copying those into numpy columns costs
- * about 1.3 us a point, the largest share of UDP and HTTP ingest. Scanning
- * the bytes and writing doubles into the row buffer costs a tenth of that.
+ * about 1.5 us a point, the largest share of UDP and HTTP ingest. Scanning
+ * the bytes and writing doubles into the row buffer costs a fifth of that
+ * (bench/parse.py).
  *
  * It only ever accepts: anything outside the plainest JSON (an escape or a
- * non-ASCII byte in a string, a nested value, a repeated field, a number
- * with more than 19 significant digits or outside the exact fast path, an
- * ISO time, NDJSON) refuses the whole payload, and the Python tiers
- * (strict_decode, then validate) take it as before. So a point is accepted
- * or rejected exactly as without this module; only the cost differs.
- * tests/test_row_scan.py checks that against the strict decoder.
+ * non-ASCII byte in a string, a nested value, a repeated field, an ISO
+ * time, NDJSON, a missing chassis, a value out of range) refuses the whole
+ * payload, and the Python tiers (strict_decode, then validate) take it as
+ * before. So a point is accepted or rejected exactly as without this
+ * module; only the cost differs. tests/test_row_scan.py checks that
+ * against the strict decoder.
  *
  * Every read is bounds-checked against the payload's end: this parses
- * bytes straight off the network.
+ * bytes straight off the network. For the same reason a call keeps at most
+ * as many distinct names as the name tables can hold: past that a payload
+ * is refused (its points would be table_full anyway), so names crafted to
+ * collide in the hash cannot make a call's lookups quadratic without bound.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -57,7 +61,7 @@ typedef struct {
 
 typedef struct {
     Name *names;     /* by local id */
-    Py_ssize_t count, cap;
+    Py_ssize_t count, cap, limit;
     int32_t *slots;  /* open addressing: local id + 1, 0 = empty */
     Py_ssize_t nslots;
 } NameSet;
@@ -71,8 +75,9 @@ static uint64_t hash_bytes(const char *p, Py_ssize_t n) {
     return h;
 }
 
-static int nameset_init(NameSet *s) {
+static int nameset_init(NameSet *s, Py_ssize_t limit) {
     s->count = 0;
+    s->limit = limit;
     s->cap = 16;
     s->nslots = 64;
     s->names = PyMem_Malloc(sizeof(Name) * s->cap);
@@ -100,7 +105,7 @@ static int nameset_grow(NameSet *s) {
     return 0;
 }
 
-/* The local id of a name, added if new; -1 when out of memory. */
+/* The local id of a name, added if new; -1 past the limit or out of memory. */
 static int32_t nameset_id(NameSet *s, const char *p, Py_ssize_t n) {
     uint64_t mask = s->nslots - 1;
     uint64_t i = hash_bytes(p, n) & mask;
@@ -109,6 +114,7 @@ static int32_t nameset_id(NameSet *s, const char *p, Py_ssize_t n) {
         if (known->len == n && memcmp(known->ptr, p, n) == 0) return s->slots[i] - 1;
         i = (i + 1) & mask;
     }
+    if (s->count >= s->limit) return -1;
     if (s->count == s->cap) {
         Name *names = PyMem_Realloc(s->names, sizeof(Name) * s->cap * 2);
         if (!names) return -1;
@@ -548,17 +554,21 @@ static void finish_rows(const Scanner *sc, Out *out, const int32_t *chassis_ids,
 }
 
 PyDoc_STRVAR(scan_doc,
-             "scan(payloads, intern_chassis, intern_track, now_s) -> (rows, status)\n\n"
+             "scan(payloads, intern_chassis, max_chassis, intern_track, max_tracks, now_s)\n"
+             "    -> (rows, status)\n\n"
              "The points of every payload this scanner accepts, in order, as a\n"
              "bytearray of stored rows with table ids from the intern callables\n"
-             "(which may raise). ``status`` has a byte per payload: 0 accepted,\n"
-             "1 an empty array, 2 refused (nothing of it kept).");
+             "(which may raise). A payload that would bring the call's distinct\n"
+             "names past max_chassis or max_tracks is refused. ``status`` has a\n"
+             "byte per payload: 0 accepted, 1 an empty array, 2 refused (nothing\n"
+             "of it kept).");
 
 static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
     PyObject *payloads, *intern_chassis, *intern_track;
+    Py_ssize_t max_chassis, max_tracks;
     double now_s;
-    if (!PyArg_ParseTuple(args, "O!OOd", &PyList_Type, &payloads, &intern_chassis,
-                          &intern_track, &now_s))
+    if (!PyArg_ParseTuple(args, "O!OnOnd", &PyList_Type, &payloads, &intern_chassis,
+                          &max_chassis, &intern_track, &max_tracks, &now_s))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(payloads), total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -575,8 +585,8 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
     Py_ssize_t guess = total / 128 + 16;
     Out out = {.buffer = PyByteArray_FromStringAndSize(NULL, guess * self->row_size),
                .capacity = guess};
-    int ready = nameset_init(&out.chassis) == 0;
-    ready = nameset_init(&out.track) == 0 && ready;
+    int ready = nameset_init(&out.chassis, max_chassis) == 0;
+    ready = nameset_init(&out.track, max_tracks) == 0 && ready;
     status = PyBytes_FromStringAndSize(NULL, n);
     if (!out.buffer || !status) goto done;
     if (!ready) {

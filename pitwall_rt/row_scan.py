@@ -112,7 +112,14 @@ def scan(payloads: list[bytes], tables: Tables, now_s: float) -> Scanned | None:
     if _SCANNER is None:
         return None
     try:
-        buffer, status = _SCANNER.scan(payloads, tables.chassis.intern, tables.track.intern, now_s)
+        buffer, status = _SCANNER.scan(
+            payloads,
+            tables.chassis.intern,
+            tables.chassis.capacity,
+            tables.track.intern,
+            tables.track.capacity,
+            now_s,
+        )
     except TableFullError:
         return Scanned(empty_rows(0), payloads, 0)
     refused = (

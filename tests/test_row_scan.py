@@ -352,9 +352,24 @@ def test_many_short_points_grow_the_row_buffer() -> None:
     assert (scanned.rows["t"] == NOW).all() and (scanned.rows["track"] == 0).all()
 
 
-def test_a_full_name_table_leaves_every_payload_to_the_python_tiers() -> None:
+def test_names_past_the_tables_room_are_left_to_the_python_tiers() -> None:
+    """A call keeps no more distinct names than the table holds (crafted
+    hash collisions stay bounded); payloads past that are refused whole,
+    and the Python tiers reject their points as table_full."""
     payloads = [orjson.dumps({"chassis": f"car-{i}"}) for i in range(5)]
-    scanned = row_scan.scan(payloads, tables(max_chassis=3), NOW)
+    t = tables(max_chassis=3)
+    scanned = row_scan.scan(payloads, t, NOW)
+    assert scanned is not None
+    assert scanned.refused == payloads[3:]
+    assert [t.chassis.name(int(i)) for i in scanned.rows["chassis"]] == ["car-0", "car-1", "car-2"]
+
+
+def test_a_table_that_fills_during_the_call_leaves_every_payload_to_the_python_tiers() -> None:
+    t = tables(max_chassis=3)
+    t.chassis.intern("old-0")
+    t.chassis.intern("old-1")
+    payloads = [orjson.dumps({"chassis": f"car-{i}"}) for i in range(2)]
+    scanned = row_scan.scan(payloads, t, NOW)
     assert scanned is not None
     assert scanned.refused == payloads and len(scanned.rows) == 0
 
