@@ -340,6 +340,7 @@ def test_server_metrics_expose_loss_at_every_hop(server: ServerProcess) -> None:
         "pitwall_loop_cpu_wait_seconds_total",
     ):
         assert f"# TYPE {name} counter" in text, name
+    assert "\npitwall_json_scanner_compiled 1\n" in text
     health = server.health()
     assert "dropped_per_client" in health["websocket"]
     loop = health["loop"]

@@ -293,6 +293,11 @@ async def metrics(request: web.Request) -> web.Response:
         "Most parsed UDP bytes seen waiting for the event loop (limit: UDP_RCVBUF).",
         udp["parse_backlog_bytes_max"] or 0,
     )
+    out.gauge(
+        "pitwall_json_scanner_compiled",
+        "1 when the C JSON scanner was compiled at install; 0: ingest parses in Python.",
+        int(row_scan.AVAILABLE),
+    )
     out.gauge("pitwall_uptime_seconds", "Seconds since start.", stats.uptime_s)
     f1: dict[str, Any] = app[F1].decoder.stats()
     out.counter(
