@@ -4,7 +4,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml setup.py README.md ./
 COPY pitwall_rt ./pitwall_rt
-# gcc only to compile the JSON scanner (pitwall_rt/_row_scan.c), then removed.
+# gcc only to compile the C extensions (see setup.py), then removed.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && pip install --no-cache-dir . \
