@@ -21,10 +21,8 @@ digits, and their channels use the aliases).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _harness import datagrams, table
 
 from pitwall_rt import row_scan, strict_decode
@@ -39,9 +38,9 @@ from pitwall_rt.ingest.pipeline import check_decoded
 from pitwall_rt.payload import decode_payloads
 from pitwall_rt.schema import StringTable
 from pitwall_rt.validate import Tables
+from tests.grcup_json import grcup_points
 
 NOW = 1_757_184_000.0
-GRCUP = Path(__file__).resolve().parent.parent / "tests" / "data" / "grcup"
 
 
 def _tables() -> Tables:
@@ -49,17 +48,8 @@ def _tables() -> Tables:
 
 
 def grcup_payloads() -> list[bytes]:
-    """The real logger's long rows as points, 40 to a payload."""
-    merged: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-    for path in sorted(GRCUP.glob("R1_barber_telemetry_data.*.csv")):
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                point = merged[(row["vehicle_id"], row["meta_time"])]
-                point.update(vehicle_id=row["vehicle_id"], lap=int(row["lap"]))
-                value = float(row["telemetry_value"])
-                name = row["telemetry_name"]
-                point[name] = int(value) if name == "gear" else value
-    points = list(merged.values())
+    """The real GR Cup sample's points, 40 to a payload."""
+    points = grcup_points(with_times=False)
     return [orjson.dumps(points[i : i + 40]) for i in range(0, len(points), 40)]
 
 

@@ -12,12 +12,9 @@ the general path.
 
 from __future__ import annotations
 
-import csv
 import json
 import random
-from collections import defaultdict
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +26,9 @@ from pitwall_rt import row_scan, strict_decode
 from pitwall_rt.schema import ALIASES, LIMITS, NUMERIC_FIELDS, StringTable, as_records
 from pitwall_rt.validate import Tables
 
+from .grcup_json import grcup_points
+
 NOW = 1_757_184_000.5
-GRCUP = sorted((Path(__file__).parent / "data" / "grcup").glob("R1_barber_telemetry_data.*.csv"))
 
 
 def datagrams(per: int, count: int, seed: int = 1) -> list[bytes]:
@@ -380,22 +378,8 @@ def test_empty_arrays_are_counted_not_refused() -> None:
     assert scanned.empty_payloads == 2 and not scanned.refused and len(scanned.rows) == 1
 
 
-def grcup_points() -> list[dict[str, Any]]:
-    """The real logger's long rows as points, with its own channel names."""
-    merged: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-    for path in GRCUP:
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                point = merged[(row["vehicle_id"], row["meta_time"])]
-                point.update(vehicle_id=row["vehicle_id"], lap=int(row["lap"]))
-                value = float(row["telemetry_value"])
-                name = row["telemetry_name"]
-                point[name] = int(value) if name == "gear" else value
-    return list(merged.values())
-
-
 def test_real_grcup_points_and_the_bench_datagrams_take_the_scanner() -> None:
-    real = grcup_points()
+    real = grcup_points(with_times=False)
     assert len(real) > 80
     payloads = [orjson.dumps(real[i : i + 40]) for i in range(0, len(real), 40)]
     payloads += datagrams(40, 20) + datagrams(1, 100)

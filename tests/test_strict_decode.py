@@ -8,10 +8,7 @@ generated points with every kind of fault and on real GR Cup rows.
 
 from __future__ import annotations
 
-import csv
 import json
-from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +23,9 @@ from pitwall_rt.payload import BodyError, decode_body, decode_payloads
 from pitwall_rt.schema import LIMITS, NUMERIC_FIELDS, StringTable
 from pitwall_rt.validate import Tables
 
+from .grcup_json import grcup_points
+
 NOW = 1_757_184_000.5
-GRCUP = sorted((Path(__file__).parent / "data" / "grcup").glob("R1_barber_telemetry_data.*.csv"))
 
 
 def tables(max_chassis: int = 64) -> Tables:
@@ -195,23 +193,6 @@ def test_bodies_give_what_the_general_path_gives(
     assert fast.reasons == slow.reasons
     assert fast.first_errors == slow.first_errors
     assert fast.empty_payloads == slow.empty_payloads
-
-
-def grcup_points() -> list[dict[str, Any]]:
-    """The real logger's long rows pivoted into points, one per car and
-    sample time, with its own channel names (``aps``, ``nmot``, ``speed``
-    and ``vehicle_id`` are aliases)."""
-    merged: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-    for path in GRCUP:
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                point = merged[(row["vehicle_id"], row["meta_time"])]
-                point.update(vehicle_id=row["vehicle_id"], meta_time=row["meta_time"])
-                point["lap"] = int(row["lap"])
-                value = float(row["telemetry_value"])
-                name = row["telemetry_name"]
-                point[name] = int(value) if name == "gear" else value
-    return list(merged.values())
 
 
 def test_real_grcup_points_take_the_strict_path_and_agree() -> None:
