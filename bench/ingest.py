@@ -225,6 +225,20 @@ def http_rate(port: int, bodies: list[bytes], seconds: float) -> float:
     return out.value * 100 / (time.perf_counter() - start)
 
 
+def _wait_listening(port: int, timeout_s: float = 20.0) -> None:
+    """Until a TCP server on 127.0.0.1:``port`` accepts connections: the bare
+    handler's process imports aiohttp first, which took over a second once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _bare_http(port: int) -> None:
     import uvloop
     from aiohttp import web
@@ -323,7 +337,7 @@ def main() -> None:
         ctx = mp.get_context("fork")
         bare = ctx.Process(target=_bare_http, args=(bare_port,), daemon=True)
         bare.start()
-        time.sleep(1.0)
+        _wait_listening(bare_port)
         ceiling = http_rate(bare_port, bodies, 3 * seconds)
         for mode, srv in servers.items():
             before = srv.accepted("http")
