@@ -204,7 +204,9 @@ def _numeric_run() -> tuple[int, int]:
     return start, size
 
 
-_NUMERIC_OFFSET, _NUMERIC_BYTES = _numeric_run()
+NUMERIC_OFFSET, NUMERIC_BYTES = _numeric_run()
+"""Where the packed float64 run of ``NUMERIC_FIELDS`` sits in a row, and its size
+(``put_numeric`` and the C scanner write it whole)."""
 
 
 def put_numeric(rows: np.ndarray, columns: np.ndarray) -> None:
@@ -219,8 +221,8 @@ def put_numeric(rows: np.ndarray, columns: np.ndarray) -> None:
         raise ValueError(f"expected stored rows and {(n, len(NUMERIC_FIELDS))} columns")
     raw = rows.view(np.uint8).reshape(n, POINT_DTYPE.itemsize)
     source = np.ascontiguousarray(columns, dtype=np.float64).view(np.uint8)
-    source = source.reshape(n, _NUMERIC_BYTES)
-    raw[:, _NUMERIC_OFFSET : _NUMERIC_OFFSET + _NUMERIC_BYTES] = source
+    source = source.reshape(n, NUMERIC_BYTES)
+    raw[:, NUMERIC_OFFSET : NUMERIC_OFFSET + NUMERIC_BYTES] = source
 
 
 def empty_rows(n: int) -> np.ndarray:
