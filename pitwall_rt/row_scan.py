@@ -21,9 +21,12 @@ from typing import Any
 import numpy as np
 
 from .schema import (
+    ALIAS_OF,
     ALIASES,
+    INT_FIELDS,
     LIMITS,
     MAX_NAME_LEN,
+    NUMBER_ALIASES,
     NUMERIC_FIELDS,
     NUMERIC_OFFSET,
     POINT_DTYPE,
@@ -55,37 +58,30 @@ class Scanned:
     empty_payloads: int
 
 
-def _number_kind(name: str) -> int:
-    """As ``strict_decode``: integer limits mean a JSON integer is required."""
-    low, high = LIMITS[name]
-    return _INT if isinstance(low, int) and isinstance(high, int) else _FLOAT
-
-
 def _key(name: str, slot: int) -> tuple[str, int, int, float, float]:
+    """A numeric field (or its alias): integer fields take JSON integers only."""
     canon = ALIASES.get(name, name)
     low, high = LIMITS[canon]
-    return (name, _number_kind(canon), slot, float(low), float(high))
+    return (name, _INT if canon in INT_FIELDS else _FLOAT, slot, float(low), float(high))
 
 
 def _make_scanner() -> Any:
     if _row_scan is None:
         return None
-    aliases = [alias for alias, canon in ALIASES.items() if canon in NUMERIC_FIELDS]
-    name_alias = next(alias for alias, canon in ALIASES.items() if canon == "chassis")
     # In the order senders usually write them: the scanner tries the key
     # after the last one matched first.
     keys: list[tuple[str, int, int, float, float]] = [
         ("meta_time", _TIME, 0, 0.0, 0.0),
         ("track", _TRACK, 0, 0.0, 0.0),
         ("chassis", _CHASSIS, 0, 0.0, 0.0),
-        (name_alias, _VEHICLE_ID, 0, 0.0, 0.0),
+        (ALIAS_OF["chassis"], _VEHICLE_ID, 0, 0.0, 0.0),
         *(_key(name, column) for column, name in enumerate(NUMERIC_FIELDS)),
-        *(_key(alias, len(NUMERIC_FIELDS) + k) for k, alias in enumerate(aliases)),
+        *(_key(alias, len(NUMERIC_FIELDS) + k) for k, alias in enumerate(NUMBER_ALIASES)),
     ]
     fields: Any = POINT_DTYPE.fields
     return _row_scan.Scanner(
         keys=keys,
-        alias_columns=[NUMERIC_FIELDS.index(ALIASES[alias]) for alias in aliases],
+        alias_columns=[NUMERIC_FIELDS.index(ALIASES[alias]) for alias in NUMBER_ALIASES],
         row_size=POINT_DTYPE.itemsize,
         off_t=fields["t"][1],
         off_recv_t=fields["recv_t"][1],

@@ -41,6 +41,8 @@ ALIASES: Final = {
     "aps": "throttle_pct",
 }
 ALIAS_OF: Final = {canon: alias for alias, canon in ALIASES.items()}
+NUMBER_ALIASES: Final = tuple(alias for alias, canon in ALIASES.items() if canon in NUMERIC_FIELDS)
+"""The aliases of numeric fields, in ``ALIASES`` order (the fast decoders' slots)."""
 
 # Inclusive physical limits. A value outside is "physically impossible" and
 # rejects the point. Ranges are generous where real sensors overshoot a little

@@ -24,7 +24,17 @@ from typing import Annotated, Any
 import msgspec
 import numpy as np
 
-from .schema import ALIASES, LIMITS, MAX_NAME_LEN, NUMERIC_FIELDS, empty_rows, put_numeric
+from .schema import (
+    ALIAS_OF,
+    ALIASES,
+    INT_FIELDS,
+    LIMITS,
+    MAX_NAME_LEN,
+    NUMBER_ALIASES,
+    NUMERIC_FIELDS,
+    empty_rows,
+    put_numeric,
+)
 from .validate import Tables, meta_time_column, name_ids
 
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN)]
@@ -36,12 +46,11 @@ def _number(name: str) -> Any:
     Integer fields take JSON integers only; a whole float (``3.0``) is
     refused here and accepted by the general path."""
     low, high = LIMITS[name]
-    kind = int if isinstance(low, int) and isinstance(high, int) else float
+    kind = int if name in INT_FIELDS else float
     return Annotated[kind, msgspec.Meta(ge=low, le=high)] | None
 
 
-_NUMBER_ALIASES = tuple(alias for alias, canon in ALIASES.items() if canon in NUMERIC_FIELDS)
-_NAME_ALIAS = next(alias for alias, canon in ALIASES.items() if canon == "chassis")
+_NAME_ALIAS = ALIAS_OF["chassis"]
 
 StrictPoint = msgspec.defstruct(
     "StrictPoint",
@@ -51,7 +60,7 @@ StrictPoint = msgspec.defstruct(
         ("track", _Name | None, None),
         ("meta_time", float | str | None, None),
         *((name, _number(name), None) for name in NUMERIC_FIELDS),
-        *((alias, _number(ALIASES[alias]), None) for alias in _NUMBER_ALIASES),
+        *((alias, _number(ALIASES[alias]), None) for alias in NUMBER_ALIASES),
     ],
     gc=False,
 )
@@ -63,8 +72,8 @@ _decode_lines = _decoder.decode_lines
 _Refused = msgspec.MsgspecError
 
 _numbers = attrgetter(*NUMERIC_FIELDS)
-_aliases = attrgetter(_NAME_ALIAS, *_NUMBER_ALIASES)
-_NO_ALIAS = (None,) * (1 + len(_NUMBER_ALIASES))
+_aliases = attrgetter(_NAME_ALIAS, *NUMBER_ALIASES)
+_NO_ALIAS = (None,) * (1 + len(NUMBER_ALIASES))
 _chassis = attrgetter("chassis")
 _track = attrgetter("track")
 _meta_time = attrgetter("meta_time")
@@ -157,7 +166,7 @@ def rows_from_points(points: list[Any], tables: Tables, now_s: float) -> np.ndar
 def _fill_aliases(matrix: np.ndarray, aliased: list[tuple[Any, ...]]) -> None:
     """Alias values where the canonical field is absent (the canonical one wins)."""
     values = np.array([a[1:] for a in aliased], dtype=np.float64).reshape(len(aliased), -1)
-    for k, alias in enumerate(_NUMBER_ALIASES):
+    for k, alias in enumerate(NUMBER_ALIASES):
         column = NUMERIC_FIELDS.index(ALIASES[alias])
         missing = np.isnan(matrix[:, column])
         matrix[missing, column] = values[missing, k]
