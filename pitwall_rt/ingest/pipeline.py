@@ -133,13 +133,12 @@ def check_payloads(payloads: list[bytes], tables: Tables, now_s: float) -> Check
     scanned = row_scan.scan(payloads, tables, now_s)
     if scanned is None:
         return _check_python(payloads, tables, now_s)
-    if not scanned.refused:
-        return Checked(scanned.rows, empty_payloads=scanned.empty_payloads)
-    rest = _check_python(scanned.refused, tables, now_s)
-    if len(scanned.rows):
-        rest.rows = concat_rows([scanned.rows, rest.rows]) if len(rest.rows) else scanned.rows
-    rest.empty_payloads += scanned.empty_payloads
-    return rest
+    return _then(
+        scanned.rows,
+        scanned.empty_payloads,
+        scanned.refused,
+        lambda rest: _check_python(rest, tables, now_s),
+    )
 
 
 def _check_python(payloads: list[bytes], tables: Tables, now_s: float) -> Checked:
@@ -161,11 +160,25 @@ def _check_python(payloads: list[bytes], tables: Tables, now_s: float) -> Checke
     rows = strict_decode.rows_from_points(points, tables, now_s) if points else empty_rows(0)
     if rows is None:
         return check_decoded(decode_payloads(payloads), tables, now_s)
+    return _then(
+        rows, empty, refused, lambda rest: check_decoded(decode_payloads(rest), tables, now_s)
+    )
+
+
+def _then(
+    rows: np.ndarray,
+    empty_payloads: int,
+    refused: list[bytes],
+    next_tier: Callable[[list[bytes]], Checked],
+) -> Checked:
+    """One tier's outcome: its rows, then what ``next_tier`` makes of the
+    payloads it refused."""
     if not refused:
-        return Checked(rows, empty_payloads=empty)
-    rest = check_decoded(decode_payloads(refused), tables, now_s)
-    rest.rows = concat_rows([rows, rest.rows]) if len(rows) else rest.rows
-    rest.empty_payloads += empty
+        return Checked(rows, empty_payloads=empty_payloads)
+    rest = next_tier(refused)
+    if len(rows):
+        rest.rows = concat_rows([rows, rest.rows]) if len(rest.rows) else rows
+    rest.empty_payloads += empty_payloads
     return rest
 
 
