@@ -173,14 +173,78 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
 
 #define EXACT_MANTISSA (1ULL << 53)
 
+/* -- decimal to double by one 128-bit multiply (Eisel and Lemire's method) --
+ *
+ * Why: real telemetry is full of 17-digit decimals (a float32 sensor value
+ * printed as a double: 0.5640000128746033), and a mantissa past 2^53 has no
+ * exact IEEE path. CPython's correctly rounded conversion took those at
+ * about twice the cost of a whole short-decimal point. Multiplying the
+ * normalised mantissa by a 128-bit approximation of 5^q nearly always
+ * fixes the 53 bits that matter; when the product is too close to a
+ * rounding boundary to decide, or the result would be subnormal or
+ * infinite, this says so and the caller takes the slow path, so the result
+ * is the correctly rounded double either way (tests/test_row_scan.py
+ * compares it bit for bit with float() over millions of numbers). The
+ * table comes from pitwall_rt/powers_of_five.py, computed with exact
+ * integers at import. */
+
+#define POW5_SMALLEST (-342)
+#define POW5_LARGEST 308
+#define POW5_COUNT (POW5_LARGEST - POW5_SMALLEST + 1)
+
+static uint64_t POW5[2 * POW5_COUNT]; /* high word, low word, from 5^-342 up */
+static int pow5_ready = 0;
+
+/* 1 with *out = w * 10^q when the product decides it; 0 for the slow path. */
+static int decimal_to_double(uint64_t w, int q, double *out) {
+#ifdef __SIZEOF_INT128__
+    if (!pow5_ready || w == 0 || q < POW5_SMALLEST || q > POW5_LARGEST) return 0;
+    int lz = __builtin_clzll(w);
+    w <<= lz;
+    const uint64_t *power = &POW5[2 * (q - POW5_SMALLEST)];
+    unsigned __int128 product = (unsigned __int128)w * power[0];
+    uint64_t high = (uint64_t)(product >> 64), low = (uint64_t)product;
+    if ((high & 0x1FF) == 0x1FF) {
+        /* The bits that decide the rounding may still carry: add the
+         * product with the low word of the power. */
+        uint64_t more = (uint64_t)(((unsigned __int128)w * power[1]) >> 64);
+        low += more;
+        if (low < more) high++;
+        if (low == UINT64_MAX) return 0; /* still too close to call */
+    }
+    int upper = (int)(high >> 63);
+    int shift = upper + 9;
+    uint64_t mantissa = high >> shift;
+    /* floor(q * log2(10)) by a fixed-point multiply, exact over the table */
+    int64_t power2 = ((((int64_t)152170 + 65536) * q) >> 16) + 63 + upper - lz + 1023;
+    if (power2 <= 0 || power2 >= 2046) return 0; /* subnormal or near infinity */
+    if (low <= 1 && (mantissa & 3) == 1 && (mantissa << shift) == high)
+        return 0; /* maybe exactly halfway: round-to-even needs the exact value */
+    mantissa += mantissa & 1;
+    mantissa >>= 1;
+    if (mantissa >= (2ULL << 52)) { /* rounding carried into a new bit */
+        mantissa = 1ULL << 52;
+        power2++;
+    }
+    if (power2 >= 2047) return 0;
+    uint64_t bits = (mantissa & ~(1ULL << 52)) | ((uint64_t)power2 << 52);
+    memcpy(out, &bits, sizeof bits);
+    return 1;
+#else
+    (void)w, (void)q, (void)out;
+    return 0;
+#endif
+}
+
 /* A JSON number. *integer says it had neither fraction nor exponent.
  * With ``value`` NULL it is only checked against the grammar (a skipped
  * field). Otherwise it is converted as msgspec converts it, correctly
  * rounded: an integer of up to 19 digits exactly through int64 (so -0 is
  * 0, as msgspec's int gives); a mantissa below 2^53 with a power of ten
- * within 1e22 by one IEEE multiply or divide, which is exact; anything
- * else (17-digit floats are common: a float32 sensor value printed as a
- * double) by CPython's own correctly rounded string-to-double. */
+ * within 1e22 by one IEEE multiply or divide, which is exact; a longer
+ * mantissa (up to 19 digits) or a larger power by decimal_to_double when
+ * it can decide; anything else by CPython's own correctly rounded
+ * string-to-double. */
 static const char *number(const char *p, const char *end, double *value, int *integer) {
     const char *start = p;
     int negative = 0, digits = 0, exp10 = 0, exact = 1;
@@ -253,6 +317,13 @@ static const char *number(const char *p, const char *end, double *value, int *in
         v = exp10 < 0 ? v / POW10[-exp10] : v * POW10[exp10];
         *value = negative ? -v : v;
         return p;
+    }
+    if (exact && !*integer) {
+        double v;
+        if (decimal_to_double(mantissa, exp10, &v)) {
+            *value = negative ? -v : v;
+            return p;
+        }
     }
     /* The text is a JSON number, which CPython's parser reads whole; it
      * stops at the delimiter after it (the payload's bytes object ends in
@@ -643,8 +714,43 @@ static PyTypeObject ScannerType = {
     .tp_methods = Scanner_methods,
 };
 
+static PyObject *set_powers_of_five(PyObject *module, PyObject *table) {
+    (void)module;
+    char *data;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(table, &data, &size) < 0) return NULL;
+    if (size != (Py_ssize_t)sizeof POW5) {
+        PyErr_Format(PyExc_ValueError, "expected %zd bytes of powers of five", sizeof POW5);
+        return NULL;
+    }
+    memcpy(POW5, data, sizeof POW5);
+    pow5_ready = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *to_double(PyObject *module, PyObject *text) {
+    (void)module;
+    char *s;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(text, &s, &n) < 0) return NULL;
+    double value;
+    int integer;
+    const char *end = number(s, s + n, &value, &integer);
+    if (end != s + n) Py_RETURN_NONE;
+    return PyFloat_FromDouble(value);
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_powers_of_five", set_powers_of_five, METH_O,
+     "Install the 128-bit powers of five (pitwall_rt.powers_of_five.table())."},
+    {"to_double", to_double, METH_O,
+     "A JSON number's bytes as the scanner converts them; None if they are not one."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_row_scan", "JSON points to stored rows in one pass.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_row_scan", "JSON points to stored rows in one pass.", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__row_scan(void) {

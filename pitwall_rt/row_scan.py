@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import powers_of_five
 from .schema import (
     ALIAS_OF,
     ALIASES,
@@ -39,6 +40,8 @@ try:
     from . import _row_scan  # type: ignore[attr-defined]
 except ImportError:  # installed without a C compiler
     _row_scan = None
+else:
+    _row_scan.set_powers_of_five(powers_of_five.table())
 
 AVAILABLE = _row_scan is not None
 
