@@ -10,8 +10,9 @@ neighbour on a shared machine shows less):
 - orjson into dicts, then checked column by column (``validate``), which
   takes what both refuse and gives each bad point its reason.
 
-Workloads: the ingest bench's single-point and 40-point datagrams and
-100-point HTTP bodies, and the real GR Cup points in tests/data/grcup, 40
+Workloads: the ingest bench's single-point and 40-point datagrams, the
+same points as 40 NDJSON lines a datagram, 100-point HTTP bodies, and the
+real GR Cup points in tests/data/grcup, 40
 to a datagram (their values are float32 readings printed with up to 17
 digits, and their channels use the aliases).
 
@@ -62,7 +63,8 @@ def c_scanner(payloads: list[bytes], tables: Tables) -> int:
 def msgspec_structs(payloads: list[bytes], tables: Tables) -> int:
     points: list[Any] = []
     for payload in payloads:
-        strict_decode.decode_into(payload, points)
+        if strict_decode.decode_into(payload, points) is None:
+            points.extend(strict_decode.decode_lines(payload) or ())  # NDJSON
     rows = strict_decode.rows_from_points(points, tables, NOW)
     assert rows is not None
     return len(rows)
@@ -90,6 +92,9 @@ def main() -> None:
     workloads = {
         "UDP, 1 point/datagram (2,000)": single,
         "UDP, 40 points/datagram (50)": datagrams(40, 50),
+        "UDP, 40 NDJSON lines/datagram (50)": [
+            b"\n".join(single[i : i + 40]) for i in range(0, 2000, 40)
+        ],
         "HTTP, 100-point bodies (20, one call each)": bodies,
         "GR Cup, real points, 40/datagram": grcup_payloads(),
     }

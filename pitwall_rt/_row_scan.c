@@ -8,7 +8,8 @@
  *
  * It only ever accepts: anything outside the plainest JSON (an escape or a
  * non-ASCII byte in a string, a nested value, a repeated field, an ISO
- * time, NDJSON, a missing chassis, a value out of range) refuses the whole
+ * time, NDJSON that is not one value a line, a missing chassis, a value
+ * out of range) refuses the whole
  * payload, and the Python tiers (strict_decode, then validate) take it as
  * before. So a point is accepted or rejected exactly as without this
  * module; only the cost differs. tests/test_row_scan.py checks that
@@ -492,35 +493,59 @@ static const char *point(const Scanner *sc, const char *p, const char *end, Out 
 enum Status { ACCEPTED = 0, EMPTY = 1, REFUSED = 2 };
 
 /* One payload: a point or an array of points, nothing after it. */
-static int payload(const Scanner *sc, const char *p, const char *end, Out *out) {
-    p = skip_ws(p, end);
-    if (p >= end) return REFUSED;
-    if (*p == '{') {
-        p = point(sc, p, end, out);
-    } else if (*p == '[') {
-        p = skip_ws(p + 1, end);
-        if (p < end && *p == ']') {
-            p = skip_ws(p + 1, end);
-            return p == end ? EMPTY : REFUSED;
-        }
-        for (;;) {
-            if (p >= end || *p != '{') return REFUSED;
-            p = point(sc, p, end, out);
-            if (!p) return REFUSED;
-            p = skip_ws(p, end);
-            if (p >= end) return REFUSED;
-            if (*p == ']') {
-                p++;
-                break;
-            }
-            if (*p != ',') return REFUSED;
-            p = skip_ws(p + 1, end);
-        }
-    } else {
-        return REFUSED;
+/* One JSON value at p: a point or an array of points. Returns the end of
+ * it, NULL to refuse; *empty says it was an empty array. */
+static const char *value(const Scanner *sc, const char *p, const char *end, Out *out,
+                         int *empty) {
+    *empty = 0;
+    if (p >= end) return NULL;
+    if (*p == '{') return point(sc, p, end, out);
+    if (*p != '[') return NULL;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        *empty = 1;
+        return p + 1;
     }
-    if (!p) return REFUSED;
-    return skip_ws(p, end) == end ? ACCEPTED : REFUSED;
+    for (;;) {
+        if (p >= end || *p != '{') return NULL;
+        p = point(sc, p, end, out);
+        if (!p) return NULL;
+        p = skip_ws(p, end);
+        if (p >= end) return NULL;
+        if (*p == ']') return p + 1;
+        if (*p != ',') return NULL;
+        p = skip_ws(p + 1, end);
+    }
+}
+
+static inline int has_newline(const char *from, const char *to) {
+    return memchr(from, '\n', (size_t)(to - from)) != NULL;
+}
+
+/* A whole payload: one JSON value, or with ``lines`` NDJSON.
+ *
+ * The general path reads a payload whole first and only when that fails
+ * line by line (bytes.splitlines, blank lines skipped), so NDJSON is taken
+ * here only where that reading is the obvious one: every value on a line
+ * of its own, none spanning lines, no CR anywhere (splitlines ends a line
+ * at a lone CR), no empty array (the general path counts each). */
+static int payload(const Scanner *sc, const char *p, const char *end, int lines, Out *out) {
+    const char *first = skip_ws(p, end);
+    int empty;
+    const char *stop = value(sc, first, end, out, &empty);
+    if (!stop) return REFUSED;
+    const char *next = skip_ws(stop, end);
+    if (next == end) return empty ? EMPTY : ACCEPTED;
+    if (!lines || empty || memchr(p, '\r', (size_t)(end - p)) || has_newline(first, stop))
+        return REFUSED;
+    while (next < end) {
+        if (!has_newline(stop, next)) return REFUSED; /* two values on one line */
+        first = next;
+        stop = value(sc, first, end, out, &empty);
+        if (!stop || empty || has_newline(first, stop)) return REFUSED;
+        next = skip_ws(stop, end);
+    }
+    return ACCEPTED;
 }
 
 /* -- the Python type -- */
@@ -625,21 +650,23 @@ static void finish_rows(const Scanner *sc, Out *out, const int32_t *chassis_ids,
 }
 
 PyDoc_STRVAR(scan_doc,
-             "scan(payloads, intern_chassis, max_chassis, intern_track, max_tracks, now_s)\n"
+             "scan(payloads, intern_chassis, max_chassis, intern_track, max_tracks, now_s,\n"
+             "     lines)\n"
              "    -> (rows, status)\n\n"
              "The points of every payload this scanner accepts, in order, as a\n"
              "bytearray of stored rows with table ids from the intern callables\n"
              "(which may raise). A payload that would bring the call's distinct\n"
              "names past max_chassis or max_tracks is refused. ``status`` has a\n"
              "byte per payload: 0 accepted, 1 an empty array, 2 refused (nothing\n"
-             "of it kept).");
+             "of it kept). With ``lines`` false, NDJSON is refused.");
 
 static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
     PyObject *payloads, *intern_chassis, *intern_track;
     Py_ssize_t max_chassis, max_tracks;
     double now_s;
-    if (!PyArg_ParseTuple(args, "O!OnOnd", &PyList_Type, &payloads, &intern_chassis,
-                          &max_chassis, &intern_track, &max_tracks, &now_s))
+    int lines;
+    if (!PyArg_ParseTuple(args, "O!OnOndp", &PyList_Type, &payloads, &intern_chassis,
+                          &max_chassis, &intern_track, &max_tracks, &now_s, &lines))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(payloads), total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -670,7 +697,7 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
         PyObject *item = PyList_GET_ITEM(payloads, i);
         const char *p = PyBytes_AS_STRING(item);
         Py_ssize_t marks[3] = {out.count, out.chassis.count, out.track.count};
-        int code = payload(self, p, p + PyBytes_GET_SIZE(item), &out);
+        int code = payload(self, p, p + PyBytes_GET_SIZE(item), lines, &out);
         if (out.out_of_memory) {
             PyErr_NoMemory();
             goto done;

@@ -101,12 +101,16 @@ def _make_scanner() -> Any:
 _SCANNER = _make_scanner()
 
 
-def scan(payloads: list[bytes], tables: Tables, now_s: float) -> Scanned | None:
+def scan(
+    payloads: list[bytes], tables: Tables, now_s: float, *, lines: bool = True
+) -> Scanned | None:
     """Rows for every payload the C scanner accepts; None without the scanner.
 
     ``now_s`` is stored as ``recv_t`` and stands in for an absent
-    ``meta_time``, as in the other tiers. When a name table is full, every
-    payload is left to the Python tiers, which reject point by point."""
+    ``meta_time``, as in the other tiers. ``lines`` takes NDJSON too (a
+    datagram, an NDJSON body), one value a line; a JSON body must be one
+    value. When a name table is full, every payload is left to the Python
+    tiers, which reject point by point."""
     if _SCANNER is None:
         return None
     try:
@@ -117,6 +121,7 @@ def scan(payloads: list[bytes], tables: Tables, now_s: float) -> Scanned | None:
             tables.track.intern,
             tables.track.capacity,
             now_s,
+            lines,
         )
     except TableFullError:
         return Scanned(empty_rows(0), payloads, 0)

@@ -80,10 +80,15 @@ def named(rows: np.ndarray, t: Tables) -> list[tuple[Any, ...]]:
 
 
 def strict_rows(payload: bytes) -> tuple[list[tuple[Any, ...]], int] | None:
-    """What the strict tier makes of one payload: named rows and empty
+    """What the strict tier makes of one payload (one value, else NDJSON
+    lines, as ``pipeline._check_python`` reads it): named rows and empty
     arrays, or None when it refuses."""
     points: list[Any] = []
     found = strict_decode.decode_into(payload, points)
+    if found is None and b"\n" in payload:
+        lines = strict_decode.decode_lines(payload)
+        if lines:
+            points, found = lines, 0
     if found is None:
         return None
     if not points:
@@ -242,13 +247,17 @@ def point_text(draw: st.DrawFn) -> str:
 def payload_text(draw: st.DrawFn) -> bytes:
     points = draw(st.lists(point_text(), min_size=1, max_size=3))
     ws = draw(whitespace)
-    shape = draw(st.sampled_from(["one", "array", "array", "array", "ndjson", "trailing"]))
+    shape = draw(st.sampled_from(["one", "array", "array", "ndjson", "ndjson", "trailing"]))
     if shape == "one":
         text = ws + points[0] + ws
     elif shape == "array":
         text = ws + "[" + ws + ("," + ws).join(points) + ws + "]" + ws
-    elif shape == "ndjson":
-        text = "\n".join(points)
+    elif shape == "ndjson":  # blank lines, spaces, CRs, arrays on a line, spans
+        lines = [draw(st.sampled_from([p, p, "[" + p + "]", "[]"])) for p in points]
+        text = draw(st.sampled_from(["", "\n", " \n"])) + lines[0]
+        for line in lines[1:]:
+            text += draw(st.sampled_from(["\n", "\n", "\n\n", " \n\t", "\r\n", " "])) + line
+        text += draw(st.sampled_from(["", "\n", "\n\n", " "]))
     else:
         text = points[0] + draw(st.sampled_from([",", "}", "]", "x", "\x00", " {}"]))
     return text.encode()
@@ -426,3 +435,32 @@ def test_a_batch_gives_what_its_payloads_give_one_by_one() -> None:
         assert named(whole.rows, t) == one_by_one
         assert whole.refused == refused
         assert len(t.chassis) == len({row[0] for row in one_by_one})  # no refused one's names
+
+
+def test_ndjson_is_taken_one_value_a_line() -> None:
+    """NDJSON the general path reads line by line the obvious way is the
+    scanner's; anything it might read otherwise is left to it."""
+    a, b = b'{"chassis": "a", "speed_kmh": 10.5}', b'{"chassis": "b", "lap": 2}'
+    taken = [
+        a + b"\n" + b,
+        b"\n" + a + b"\n\n" + b + b"\n",
+        a + b" \n\t" + b"[" + b + b", " + a + b"]",
+        b"\n".join([a, b] * 20),
+    ]
+    for payload in taken:
+        assert agree(payload), payload
+    left = [
+        a + b"\r\n" + b,  # bytes.splitlines also ends a line at a lone CR
+        a + b" " + b,  # two values on one line: not JSON as a line
+        b'{"chassis":\n"a"}\n' + b,  # a value spanning lines
+        a + b'\n{"chassis":\n"b"}',  # and a later one
+        a + b"\n[]\n" + b,  # the general path counts each empty array
+        a + b"\n" + b"[1]",
+    ]
+    for payload in left:
+        assert scanned_rows(payload) is None, payload
+    t = tables()
+    as_body = row_scan.scan([taken[0]], t, NOW, lines=False)
+    assert as_body is not None and as_body.refused == [taken[0]]  # a JSON body is one value
+    both = row_scan.scan([taken[0], a], t, NOW, lines=False)
+    assert both is not None and both.refused == [taken[0]] and len(both.rows) == 1

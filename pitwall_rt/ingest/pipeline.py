@@ -186,12 +186,12 @@ def check_body(body: bytes, ndjson: bool, tables: Tables, now_s: float) -> Check
     """Decode and validate one HTTP body, strictly when it is clean; raises
     BodyError when it is not JSON (or, for NDJSON, no line is). A body with
     no points at all goes the general way, which counts it as empty."""
+    scanned = row_scan.scan([body], tables, now_s, lines=ndjson)
+    if scanned is not None and not scanned.refused:
+        return Checked(scanned.rows, empty_payloads=scanned.empty_payloads)
     if ndjson:
         points = strict_decode.decode_lines(body)
     else:
-        scanned = row_scan.scan([body], tables, now_s)
-        if scanned is not None and not scanned.refused:
-            return Checked(scanned.rows, empty_payloads=scanned.empty_payloads)
         points = []
         if strict_decode.decode_into(body, points) is None:
             points = None
