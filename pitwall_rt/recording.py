@@ -34,7 +34,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +46,15 @@ import pyarrow.compute as pc
 
 from .points import iso_times
 from .rowchunks import RowChunks
-from .schema import INT_FIELDS, NUMERIC_FIELDS, POINT_DTYPE, SOURCES, StringTable, empty_rows
+from .schema import (
+    INT_FIELDS,
+    NUMERIC_FIELDS,
+    POINT_DTYPE,
+    SOURCES,
+    StringTable,
+    empty_rows,
+    numeric_columns,
+)
 from .validate import Tables
 
 log = logging.getLogger(__name__)
@@ -55,12 +63,18 @@ FORMAT = "pitwall-recording/1"
 FLUSH_INTERVAL_S = 1.0
 OVERFLOW_FACTOR = 4
 """A buffer this many times ``max_buffer_points`` is written on the spot."""
-BATCH_ROWS = 8192
-"""Rows per record batch written. Compressing a batch holds the GIL, and the
-event loop waits for it: a 100k-point second written in one piece kept the
-loop waiting up to the 5 ms switch interval at a time, 8,192-row batches
-under 2 ms. Smaller batches cost more CPU per point (2,048: about a third
-more), for little gain."""
+BATCH_ROWS = 65_536
+"""Rows per record batch written (and per buffer chunk): the default
+``max_buffer_points``, so a flush woken by a full buffer is one batch.
+
+The writer thread shares the GIL with the event loop. Each time it takes
+the GIL back (after numpy or Arrow released it) while the loop is busy, it
+waits up to the 5 ms switch interval and then stops the loop while it
+runs: on the 2-core VM each such hand-over cost the loop about a
+millisecond. What matters is how many a point causes. At 8,192 rows a
+batch, a 65,536-row flush cost a busy loop 5 to 15 ms and took the writer
+1.4 s of waiting; at 65,536 rows, with ``BatchBuilder`` making few calls,
+about 1 ms and 0.2 s."""
 SEGMENT_SUFFIX = ".arrows"
 _INT_TYPES = {"lap": pa.int32(), "gear": pa.int8()}
 _TIME = pa.timestamp("ns", tz="UTC")
@@ -119,7 +133,12 @@ class _NameArrays:
 
 
 class BatchBuilder:
-    """Stored rows -> a record batch of ``SCHEMA`` (names decoded at write time)."""
+    """Stored rows -> a record batch of ``SCHEMA`` (names decoded at write time).
+
+    Few calls a batch (see ``BATCH_ROWS``): the numeric fields are one
+    strided copy, one NaN test and one bit-packing for all of them, then
+    wrapped as Arrow arrays without a copy, where ``pa.array`` per field
+    was a dozen more GIL hand-overs."""
 
     def __init__(self, tables: Tables) -> None:
         self._chassis = _NameArrays(tables.chassis, blank_is_null=False)
@@ -131,13 +150,32 @@ class BatchBuilder:
             epoch_ns(rows["t"]),
             self._chassis.take(rows["chassis"]),
             self._track.take(rows["track"]),
+            *numeric_arrays(numeric_columns(rows)),
+            epoch_ns(rows["recv_t"]),
+            self._sources.take(pa.array(rows["source"])),
         ]
-        for name in NUMERIC_FIELDS:
-            values = pa.array(rows[name], from_pandas=True)  # NaN -> null
-            columns.append(values.cast(_INT_TYPES[name]) if name in INT_FIELDS else values)
-        columns.append(epoch_ns(rows["recv_t"]))
-        columns.append(self._sources.take(pa.array(rows["source"])))
         return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+
+
+def numeric_arrays(block: np.ndarray) -> list[pa.Array]:
+    """``numeric_columns`` as Arrow arrays of ``SCHEMA``'s types, NaN as
+    null; the float columns share ``block``'s memory."""
+    n = block.shape[1]
+    present = ~np.isnan(block)
+    complete = present.all(axis=1)
+    bitmaps = np.packbits(present, axis=1, bitorder="little")
+    arrays = []
+    for i, name in enumerate(NUMERIC_FIELDS):
+        kind = _INT_TYPES.get(name, pa.float64())
+        values = block[i]
+        if name in INT_FIELDS:  # validated integers; 0 under a null
+            values = np.where(present[i], values, 0.0).astype(kind.to_pandas_dtype())
+        if complete[i]:
+            buffers, nulls = [None, pa.py_buffer(values)], 0
+        else:  # -1: Arrow counts them (in C) when it needs to
+            buffers, nulls = [pa.py_buffer(bitmaps[i]), pa.py_buffer(values)], -1
+        arrays.append(pa.Array.from_buffers(kind, n, buffers, null_count=nulls))
+    return arrays
 
 
 def _intern_column(column: pa.ChunkedArray, table: StringTable) -> np.ndarray:
@@ -186,14 +224,16 @@ class SegmentSummary:
     chassis: set[str] = field(default_factory=set)
     bytes: int = 0
 
-    def add(self, batch: pa.RecordBatch) -> None:
-        if not batch.num_rows:
+    def add(self, times: np.ndarray, chassis: Iterable[str]) -> None:
+        """Count a written batch from its rows' ``meta_time`` seconds and
+        chassis names: reading them back out of the Arrow batch cost the
+        writer more GIL hand-overs than building it."""
+        if not len(times):
             return
-        self.points += batch.num_rows
-        times = epoch_seconds(batch.column("meta_time"))
+        self.points += len(times)
         self.t_min = min(self.t_min, float(np.nanmin(times)))
         self.t_max = max(self.t_max, float(np.nanmax(times)))
-        self.chassis.update(pc.unique(batch.column("chassis")).to_pylist())
+        self.chassis.update(chassis)
 
     def merge(self, other: SegmentSummary) -> None:
         self.points += other.points
@@ -224,9 +264,9 @@ class _Segment:
         options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
         self._writer = pa.ipc.new_stream(self._sink, SCHEMA, options=options)
 
-    def write(self, batch: pa.RecordBatch) -> None:
+    def write(self, batch: pa.RecordBatch, times: np.ndarray, chassis: Iterable[str]) -> None:
         self._writer.write_batch(batch)
-        self.summary.add(batch)
+        self.summary.add(times, chassis)
         self.summary.bytes = self._sink.tell()
 
     def close(self) -> None:
@@ -302,6 +342,7 @@ class Recorder:
         self.monotonic = monotonic
         self.stats = RecorderStats()
         self._builder = BatchBuilder(tables)
+        self._chassis = tables.chassis
         warm_arrow()
         # Whole chunks of BATCH_ROWS: each is one record batch when written.
         self._buffer = RowChunks(BATCH_ROWS, max_spare=max_buffer_points // BATCH_ROWS + 2)
@@ -347,7 +388,9 @@ class Recorder:
                         segment = self._segment or self._open_segment()
                         before = segment.summary.bytes
                         for part in parts:
-                            segment.write(self._builder.build(part))
+                            seen = np.flatnonzero(np.bincount(part["chassis"]))
+                            chassis = self._chassis.names(seen)
+                            segment.write(self._builder.build(part), part["t"], chassis)
                     except OSError as exc:
                         self._fail(exc, rows)
                         return 0
@@ -464,7 +507,8 @@ def segment_summary(segment: Path) -> SegmentSummary:
         return SegmentSummary.from_json(json.loads(sidecar.read_text()))
     summary = SegmentSummary()
     for batch in iter_batches(segment):
-        summary.add(batch)
+        chassis = pc.unique(batch.column("chassis")).to_pylist()
+        summary.add(epoch_seconds(batch.column("meta_time")), chassis)
     summary.bytes = segment.stat().st_size
     return summary
 

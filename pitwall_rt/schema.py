@@ -211,6 +211,25 @@ NUMERIC_OFFSET, NUMERIC_BYTES = _numeric_run()
 (``put_numeric`` and the C scanner write it whole)."""
 
 
+def numeric_columns(rows: np.ndarray) -> np.ndarray:
+    """The numeric fields of ``rows`` as a (len(NUMERIC_FIELDS), n) float64
+    array, one contiguous row a field: one strided copy of the packed run,
+    where reading the fields one by one is eleven."""
+    if rows.dtype != POINT_DTYPE:
+        raise ValueError("expected stored rows")
+    if not len(rows):
+        return np.empty((len(NUMERIC_FIELDS), 0))
+    rows = np.ascontiguousarray(rows)
+    fields = np.ndarray(
+        (len(NUMERIC_FIELDS), len(rows)),
+        dtype=np.float64,
+        buffer=rows.data,
+        offset=NUMERIC_OFFSET,
+        strides=(8, POINT_DTYPE.itemsize),
+    )
+    return fields.copy()
+
+
 def put_numeric(rows: np.ndarray, columns: np.ndarray) -> None:
     """Write every numeric field of ``rows`` from ``columns`` (n x
     len(NUMERIC_FIELDS), float64, fields in ``NUMERIC_FIELDS`` order).

@@ -18,6 +18,7 @@ from pitwall_rt.ingest.pipeline import Ingestor
 from pitwall_rt.points import rows_to_points
 from pitwall_rt.recording import (
     SCHEMA,
+    BatchBuilder,
     Recorder,
     iter_batches,
     list_sessions,
@@ -53,7 +54,7 @@ def make_points(n: int, start: int = 0, cars: int = 3) -> list[dict[str, Any]]:
         if i % 3:
             p["track"] = "barber"
         if i % 5:
-            p["rpm"] = 4000.0 + i
+            p["rpm"] = 4000.0 + i % 20_000
         points.append(p)
     return points
 
@@ -359,7 +360,7 @@ def test_recorder_writes_a_big_flush_as_several_record_batches_that_read_back_wh
     from pitwall_rt.recording import BATCH_ROWS
 
     tables = make_tables()
-    recorder = Recorder(tmp_path, tables)
+    recorder = Recorder(tmp_path, tables, max_buffer_points=4 * BATCH_ROWS)
     rows = make_rows(tables, 2 * BATCH_ROWS + 5)
     recorder.append(rows)
     assert recorder.flush() == len(rows)
@@ -368,3 +369,27 @@ def test_recorder_writes_a_big_flush_as_several_record_batches_that_read_back_wh
     assert [b.num_rows for b in iter_batches(segment)] == [BATCH_ROWS, BATCH_ROWS, 5]
     back, _ = table_to_rows(read_session(recorder.path))
     assert back["lapdist_m"].tolist() == rows["lapdist_m"].tolist()
+
+
+def test_built_columns_are_what_arrow_makes_of_each_field(tmp_path: Path) -> None:
+    """BatchBuilder wraps the numeric fields itself (one copy, one bitmap
+    pass); each column must equal ``pa.array`` of the field with NaN as
+    null, cast to the schema's type: gaps, all-null and no-null columns,
+    integer fields with nulls, and no rows at all."""
+    tables = make_tables()
+    rows = make_rows(tables, 3000)
+    rows["lap"][::7] = np.nan
+    rows["gear"][5] = np.nan
+    rows["speed_kmh"][::3] = np.nan
+    rows["pbrake_r"] = np.nan
+    rows["rpm"][-1] = -0.0
+    builder = BatchBuilder(tables)
+    for part in (rows, rows[1::2], rows[:0]):
+        batch = builder.build(part)
+        batch.validate(full=True)
+        for name in NUMERIC_FIELDS:
+            want = pa.array(part[name], from_pandas=True).cast(batch.schema.field(name).type)
+            got = batch.column(name)
+            assert got.equals(want), name
+            assert got.null_count == want.null_count, name
+    assert np.signbit(builder.build(rows).column("rpm")[-1].as_py())  # -0.0 kept
