@@ -184,8 +184,9 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
  * fixes the 53 bits that matter; when the product is too close to a
  * rounding boundary to decide, or the result would be subnormal or
  * infinite, this says so and the caller takes the slow path, so the result
- * is the correctly rounded double either way (tests/test_row_scan.py
- * compares it bit for bit with float() over millions of numbers). The
+ * is the correctly rounded double either way (tests/test_powers_of_five.py
+ * compares it bit for bit with float(): senders' numbers, halfway cases,
+ * hypothesis doubles). The
  * table comes from pitwall_rt/powers_of_five.py, computed with exact
  * integers at import. */
 
