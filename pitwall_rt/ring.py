@@ -31,6 +31,18 @@ class SinceRead:
     missed: int
 
 
+@dataclass(frozen=True)
+class SinceViews:
+    """``SinceRead`` as views into the ring (see ``RingBuffer.views_since``)."""
+
+    parts: list[np.ndarray]
+    cursor: int
+    missed: int
+
+    def __len__(self) -> int:
+        return sum(map(len, self.parts))
+
+
 def resident_rows(n: int) -> np.ndarray:
     """``n`` rows of zeroed memory whose pages are all mapped in now.
 
@@ -115,6 +127,26 @@ class RingBuffer:
         if start + n <= self.capacity:
             return copy_rows(self._data[start : start + n])
         return concat_rows((self._data[start:], self._data[: start + n - self.capacity]))
+
+    def views_since(self, cursor: int) -> SinceViews:
+        """``read_since`` without the copy: the held points at or after
+        ``cursor`` as one or two views into the ring, oldest first.
+
+        A copy of a broadcast tick at 400k points/s is 240,000 rows of fresh
+        memory, and its page faults held the event loop for 70 to 100 ms.
+        The views are only valid until the next ``write``: read them in the
+        same synchronous step (the loop is the only writer)."""
+        oldest = self._written - self.size
+        cursor = min(cursor, self._written)
+        missed = max(0, oldest - cursor)
+        begin = max(cursor, oldest)
+        n = self._written - begin
+        start = begin % self.capacity
+        if start + n <= self.capacity:
+            parts = [self._data[start : start + n]]
+        else:
+            parts = [self._data[start:], self._data[: start + n - self.capacity]]
+        return SinceViews(parts, self._written, missed)
 
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` points (fewer if the ring holds fewer), oldest first."""

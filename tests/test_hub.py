@@ -15,6 +15,7 @@ import pytest
 
 from pitwall_rt.broadcast.hub import CLOSE_TRY_AGAIN_LATER, Client, Hub
 from pitwall_rt.broadcast.subscription import Subscription
+from pitwall_rt.points import decimate
 from pitwall_rt.ring import RingBuffer
 from pitwall_rt.validate import Tables, validate_points
 
@@ -178,6 +179,37 @@ def test_hub_decimates_per_chassis_unless_full_rate(s: Setup) -> None:
     assert len(a_points) == MAX_POINTS
     assert a_points[-1] == 9.0  # newest kept
     assert [d for c, d in dists(decimated) if c == "b"] == [100.0, 101.0]
+
+
+def test_hub_tick_across_the_rings_wrap_sends_what_a_copy_would() -> None:
+    """The tick reads the ring as views, in two pieces when the new points
+    wrap around its end; decimated and full-rate clients get exactly what
+    decimating and sending a copy of the same rows gives."""
+    s = Setup(capacity=16)
+    _, slow = s.client()
+    _, full = s.client(full_rate=True)
+    _, only_b = s.client(chassis=frozenset({"b"}))
+    s.send(*[pt("a", i) for i in range(10)])
+    s.hub.tick()
+    slow.take(), full.take(), only_b.take()
+    new = [pt("ab"[i % 2] if i % 3 else "c", 20 + i) for i in range(14)]
+    s.send(*new)
+    assert len(s.ring.views_since(s.hub.cursor).parts) == 2  # the case under test
+    rows = s.ring.read_since(s.hub.cursor).rows
+    s.hub.tick()
+    (everything,) = full.take()
+    (decimated,) = slow.take()
+    (b_only,) = only_b.take()
+    assert dists(everything) == [(p["chassis"], p["lapdist_m"]) for p in new]
+    kept = rows[decimate(rows["chassis"], MAX_POINTS)]
+    names = s.tables.chassis.names(kept["chassis"]).tolist()
+    assert dists(decimated) == list(zip(names, kept["lapdist_m"].tolist(), strict=True))
+    assert dists(b_only) == [(c, d) for c, d in dists(decimated) if c == "b"]
+    assert s.hub.stats.points_lost == 0
+    _, late = s.client()  # its snapshot: each chassis' newest row, from either piece
+    (snapshot,) = late.take()
+    newest = {p["chassis"]: p["lapdist_m"] for p in new}
+    assert sorted(dists(snapshot)) == sorted(newest.items())
 
 
 def test_hub_chassis_filter_sends_only_those_chassis(s: Setup) -> None:

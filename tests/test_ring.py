@@ -184,6 +184,16 @@ def test_ring_matches_a_list_model_under_random_writes_and_reads(
             # Missed + read covers every sequence from the cursor on.
             if 0 <= arg <= written:
                 assert read.missed + len(read.rows) == written - arg
+            # The views hold the same rows, in at most two pieces, uncopied.
+            views = ring.views_since(arg)
+            assert (views.cursor, views.missed, len(views)) == (
+                read.cursor,
+                read.missed,
+                len(read.rows),
+            )
+            assert [q for part in views.parts for q in seqs(part)] == expected
+            assert len(views.parts) <= 2
+            assert all(part.base is not None for part in views.parts)
         else:
             assert seqs(ring.newest(arg)) == (model.held()[-arg:] if arg > 0 else [])
         assert ring.written == len(model.all)

@@ -37,7 +37,7 @@ import orjson
 
 from ..points import decimate, rows_to_points
 from ..ring import RingBuffer
-from ..schema import as_records, empty_rows, take_rows
+from ..schema import as_records, concat_rows, empty_rows, take_rows
 from ..ticker import run_every
 from ..validate import Tables
 from .frames import text_frame
@@ -155,12 +155,15 @@ class Hub:
         """Read new rows, send them to every client that wants them, police
         slow clients. Synchronous: nothing here awaits a client."""
         started = time.perf_counter()
-        read = self.ring.read_since(self.cursor)
+        # Views, not a copy: only full-rate clients need every row copied.
+        read = self.ring.views_since(self.cursor)
         self.cursor = read.cursor
         self.stats.points_lost += read.missed
-        if len(read.rows):
-            self._remember_latest(read.rows)
-            self._broadcast_telemetry(read.rows)
+        for part in read.parts:  # oldest first, so each chassis' newest row wins
+            if len(part):
+                self._remember_latest(part)
+        if len(read):
+            self._broadcast_telemetry(read.parts)
         self._police(self.clock())
         self.stats.ticks += 1
         elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -221,7 +224,8 @@ class Hub:
         as_records(self._latest)[seen] = as_records(rows)[last[seen]]
         self._has_latest[seen] = True
 
-    def _broadcast_telemetry(self, rows: np.ndarray) -> None:
+    def _broadcast_telemetry(self, parts: list[np.ndarray]) -> None:
+        """Send a tick's rows (``parts``: views into the ring, oldest first)."""
         groups = self.groups.on("telemetry")
         if not groups:
             return
@@ -229,11 +233,7 @@ class Hub:
         batches: dict[bool, tuple[np.ndarray, ChassisIndex | None]] = {}
         for (chassis, full_rate), members in groups.items():
             if full_rate not in batches:
-                kept = (
-                    rows
-                    if full_rate
-                    else take_rows(rows, decimate(rows["chassis"], self.max_points))
-                )
+                kept = concat_rows(parts) if full_rate else self._decimated(parts)
                 batches[full_rate] = (kept, None)
             selected, index = batches[full_rate]
             if chassis is not None:
@@ -245,6 +245,18 @@ class Hub:
                 )
             if len(selected):
                 self._fan_out(self._telemetry_frame(selected), members)
+
+    def _decimated(self, parts: list[np.ndarray]) -> np.ndarray:
+        """At most ``max_points`` rows a chassis, copied out of the views:
+        only the chassis ids of the whole tick are read."""
+        if len(parts) == 1:
+            return take_rows(parts[0], decimate(parts[0]["chassis"], self.max_points))
+        ids = np.concatenate([part["chassis"] for part in parts])
+        keep = decimate(ids, self.max_points)  # sorted
+        split = int(np.searchsorted(keep, len(parts[0])))
+        return concat_rows(
+            [take_rows(parts[0], keep[:split]), take_rows(parts[1], keep[split:] - len(parts[0]))]
+        )
 
     def _filter_chassis(self, rows: np.ndarray, chassis: frozenset[str] | None) -> np.ndarray:
         if chassis is None:
