@@ -120,48 +120,45 @@ class RingBuffer:
             self._records[: n - first] = records[first:]
         self._written += n
 
-    def _copy_range(self, begin: int, end: int) -> np.ndarray:
-        """Copy of sequences [begin, end), which must all still be held."""
+    def _views(self, begin: int, end: int) -> list[np.ndarray]:
+        """Sequences [begin, end), which must all still be held, as views:
+        none when empty, two when they wrap past the end of the storage."""
         n = max(0, end - begin)
         start = begin % self.capacity
+        if n == 0:
+            return []
         if start + n <= self.capacity:
-            return copy_rows(self._data[start : start + n])
-        return concat_rows((self._data[start:], self._data[: start + n - self.capacity]))
+            return [self._data[start : start + n]]
+        return [self._data[start:], self._data[: start + n - self.capacity]]
+
+    @staticmethod
+    def _copy(parts: list[np.ndarray]) -> np.ndarray:
+        return copy_rows(parts[0]) if len(parts) == 1 else concat_rows(parts)
 
     def views_since(self, cursor: int) -> SinceViews:
         """``read_since`` without the copy: the held points at or after
-        ``cursor`` as one or two views into the ring, oldest first.
+        ``cursor`` as views into the ring, oldest first.
 
         A copy of a broadcast tick at 400k points/s is 240,000 rows of fresh
         memory, and its page faults held the event loop for 70 to 100 ms.
         The views are only valid until the next ``write``: read them in the
-        same synchronous step (the loop is the only writer)."""
+        same synchronous step (the loop is the only writer).
+
+        A cursor older than the oldest held point gets everything held and
+        the gap as ``missed``; a cursor from the future (a consumer bug, or a
+        ring replaced underneath it) reads nothing."""
         oldest = self._written - self.size
         cursor = min(cursor, self._written)
-        missed = max(0, oldest - cursor)
         begin = max(cursor, oldest)
-        n = self._written - begin
-        start = begin % self.capacity
-        if start + n <= self.capacity:
-            parts = [self._data[start : start + n]]
-        else:
-            parts = [self._data[start:], self._data[: start + n - self.capacity]]
-        return SinceViews(parts, self._written, missed)
+        return SinceViews(self._views(begin, self._written), self._written, max(0, oldest - cursor))
 
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` points (fewer if the ring holds fewer), oldest first."""
         n = max(0, min(n, self.size))
-        return self._copy_range(self._written - n, self._written)
+        return self._copy(self._views(self._written - n, self._written))
 
     def read_since(self, cursor: int) -> SinceRead:
-        """Points written at or after sequence ``cursor``.
-
-        A cursor older than the oldest held point returns everything held and
-        reports the gap as ``missed``; a cursor from the future (a consumer
-        bug, or a ring replaced underneath it) reads nothing.
-        """
-        oldest = self._written - self.size
-        cursor = min(cursor, self._written)
-        missed = max(0, oldest - cursor)
-        begin = max(cursor, oldest)
-        return SinceRead(self._copy_range(begin, self._written), self._written, missed)
+        """Points written at or after sequence ``cursor``, as a copy (see
+        ``views_since`` for what an old or future cursor gets)."""
+        views = self.views_since(cursor)
+        return SinceRead(self._copy(views.parts), views.cursor, views.missed)

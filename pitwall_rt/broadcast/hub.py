@@ -160,9 +160,8 @@ class Hub:
         self.cursor = read.cursor
         self.stats.points_lost += read.missed
         for part in read.parts:  # oldest first, so each chassis' newest row wins
-            if len(part):
-                self._remember_latest(part)
-        if len(read):
+            self._remember_latest(part)
+        if read.parts:
             self._broadcast_telemetry(read.parts)
         self._police(self.clock())
         self.stats.ticks += 1
@@ -249,13 +248,15 @@ class Hub:
     def _decimated(self, parts: list[np.ndarray]) -> np.ndarray:
         """At most ``max_points`` rows a chassis, copied out of the views:
         only the chassis ids of the whole tick are read."""
-        if len(parts) == 1:
-            return take_rows(parts[0], decimate(parts[0]["chassis"], self.max_points))
         ids = np.concatenate([part["chassis"] for part in parts])
         keep = decimate(ids, self.max_points)  # sorted
-        split = int(np.searchsorted(keep, len(parts[0])))
+        starts = np.cumsum([0, *map(len, parts)])
+        cuts = np.searchsorted(keep, starts)
         return concat_rows(
-            [take_rows(parts[0], keep[:split]), take_rows(parts[1], keep[split:] - len(parts[0]))]
+            [
+                take_rows(part, keep[cuts[i] : cuts[i + 1]] - starts[i])
+                for i, part in enumerate(parts)
+            ]
         )
 
     def _filter_chassis(self, rows: np.ndarray, chassis: frozenset[str] | None) -> np.ndarray:
