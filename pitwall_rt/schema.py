@@ -211,23 +211,20 @@ NUMERIC_OFFSET, NUMERIC_BYTES = _numeric_run()
 (``put_numeric`` and the C scanner write it whole)."""
 
 
+def _numeric_fields(rows: np.ndarray) -> np.ndarray:
+    """The packed numeric run of contiguous stored rows as an (n,
+    len(NUMERIC_FIELDS)) float64 view: the one place that knows the layout."""
+    raw = rows.view(np.uint8).reshape(len(rows), POINT_DTYPE.itemsize)
+    return raw[:, NUMERIC_OFFSET : NUMERIC_OFFSET + NUMERIC_BYTES].view(np.float64)
+
+
 def numeric_columns(rows: np.ndarray) -> np.ndarray:
     """The numeric fields of ``rows`` as a (len(NUMERIC_FIELDS), n) float64
     array, one contiguous row a field: one strided copy of the packed run,
     where reading the fields one by one is eleven."""
     if rows.dtype != POINT_DTYPE:
         raise ValueError("expected stored rows")
-    if not len(rows):
-        return np.empty((len(NUMERIC_FIELDS), 0))
-    rows = np.ascontiguousarray(rows)
-    fields = np.ndarray(
-        (len(NUMERIC_FIELDS), len(rows)),
-        dtype=np.float64,
-        buffer=rows.data,
-        offset=NUMERIC_OFFSET,
-        strides=(8, POINT_DTYPE.itemsize),
-    )
-    return fields.copy()
+    return _numeric_fields(np.ascontiguousarray(rows)).T.copy()
 
 
 def put_numeric(rows: np.ndarray, columns: np.ndarray) -> None:
@@ -240,10 +237,7 @@ def put_numeric(rows: np.ndarray, columns: np.ndarray) -> None:
     n = len(rows)
     if rows.dtype != POINT_DTYPE or columns.shape != (n, len(NUMERIC_FIELDS)):
         raise ValueError(f"expected stored rows and {(n, len(NUMERIC_FIELDS))} columns")
-    raw = rows.view(np.uint8).reshape(n, POINT_DTYPE.itemsize)
-    source = np.ascontiguousarray(columns, dtype=np.float64).view(np.uint8)
-    source = source.reshape(n, NUMERIC_BYTES)
-    raw[:, NUMERIC_OFFSET : NUMERIC_OFFSET + NUMERIC_BYTES] = source
+    _numeric_fields(rows)[:] = columns
 
 
 def empty_rows(n: int) -> np.ndarray:
