@@ -493,7 +493,6 @@ static const char *point(const Scanner *sc, const char *p, const char *end, Out 
 
 enum Status { ACCEPTED = 0, EMPTY = 1, REFUSED = 2 };
 
-/* One payload: a point or an array of points, nothing after it. */
 /* One JSON value at p: a point or an array of points. Returns the end of
  * it, NULL to refuse; *empty says it was an empty array. */
 static const char *value(const Scanner *sc, const char *p, const char *end, Out *out,

@@ -7,7 +7,7 @@
  * Here a datagram costs one recv() into a reused buffer and one bytes
  * object of its exact size.
  *
- * Semantics are those of ``parse_worker._drain_python``: stop at
+ * Semantics are those of ``parse_worker.drain_python``: stop at
  * ``max_count`` datagrams or once ``max_bytes`` are taken, and say whether
  * that limit (rather than an empty socket or an error, such as an ICMP
  * error reported once) ended the drain.
@@ -57,8 +57,7 @@ static PyObject *drain(PyObject *module, PyObject *args) {
         Py_DECREF(datagram);
         taken += n;
     }
-    PyObject *result = Py_BuildValue("(NO)", out, more ? Py_True : Py_False);
-    return result;
+    return Py_BuildValue("(NO)", out, more ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {
