@@ -23,11 +23,8 @@ import numpy as np
 from . import powers_of_five
 from .schema import (
     ALIAS_OF,
-    ALIASES,
-    INT_FIELDS,
-    LIMITS,
     MAX_NAME_LEN,
-    NUMBER_ALIASES,
+    NUMBER_KEYS,
     NUMERIC_FIELDS,
     NUMERIC_OFFSET,
     POINT_DTYPE,
@@ -61,13 +58,6 @@ class Scanned:
     empty_payloads: int
 
 
-def _key(name: str, slot: int) -> tuple[str, int, int, float, float]:
-    """A numeric field (or its alias): integer fields take JSON integers only."""
-    canon = ALIASES.get(name, name)
-    low, high = LIMITS[canon]
-    return (name, _INT if canon in INT_FIELDS else _FLOAT, slot, float(low), float(high))
-
-
 def _make_scanner() -> Any:
     if _row_scan is None:
         return None
@@ -78,13 +68,15 @@ def _make_scanner() -> Any:
         ("track", _TRACK, 0, 0.0, 0.0),
         ("chassis", _CHASSIS, 0, 0.0, 0.0),
         (ALIAS_OF["chassis"], _VEHICLE_ID, 0, 0.0, 0.0),
-        *(_key(name, column) for column, name in enumerate(NUMERIC_FIELDS)),
-        *(_key(alias, len(NUMERIC_FIELDS) + k) for k, alias in enumerate(NUMBER_ALIASES)),
+        *(
+            (k.key, _INT if k.integer else _FLOAT, slot, float(k.low), float(k.high))
+            for slot, k in enumerate(NUMBER_KEYS)
+        ),
     ]
     fields: Any = POINT_DTYPE.fields
     return _row_scan.Scanner(
         keys=keys,
-        alias_columns=[NUMERIC_FIELDS.index(ALIASES[alias]) for alias in NUMBER_ALIASES],
+        alias_columns=[NUMERIC_FIELDS.index(k.field) for k in NUMBER_KEYS[len(NUMERIC_FIELDS) :]],
         row_size=POINT_DTYPE.itemsize,
         off_t=fields["t"][1],
         off_recv_t=fields["recv_t"][1],

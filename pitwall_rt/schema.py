@@ -12,6 +12,7 @@ as float64 too, so NaN can mean "absent"; they are written back as JSON ints.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -60,6 +61,29 @@ LIMITS: Final[dict[str, tuple[float, float]]] = {
     "throttle_pct": (-5.0, 110.0),
     "gear": (-1, 12),
 }
+
+
+@dataclass(frozen=True)
+class NumberKey:
+    """A JSON key that carries a numeric field (its own name or an alias),
+    with the checks the fast decoders make while they read it."""
+
+    key: str
+    field: str
+    integer: bool  # JSON integers only: a whole float goes the general path
+    low: float
+    high: float
+
+
+def _number_key(key: str) -> NumberKey:
+    field = ALIASES.get(key, key)
+    return NumberKey(key, field, field in INT_FIELDS, *LIMITS[field])
+
+
+NUMBER_KEYS: Final = tuple(map(_number_key, (*NUMERIC_FIELDS, *NUMBER_ALIASES)))
+"""Every numeric field, then every alias of one: the fast decoders' slots,
+in that order."""
+
 
 LAP_SENTINEL: Final = 32768
 """``lap`` value the GR Cup loggers send when the lap is unknown. It is

@@ -27,11 +27,11 @@ import numpy as np
 from .schema import (
     ALIAS_OF,
     ALIASES,
-    INT_FIELDS,
-    LIMITS,
     MAX_NAME_LEN,
     NUMBER_ALIASES,
+    NUMBER_KEYS,
     NUMERIC_FIELDS,
+    NumberKey,
     empty_rows,
     put_numeric,
 )
@@ -40,14 +40,12 @@ from .validate import Tables, meta_time_column, name_ids
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN)]
 
 
-def _number(name: str) -> Any:
-    """The field's JSON type: a number within its limits, or null (absent).
-
-    Integer fields take JSON integers only; a whole float (``3.0``) is
-    refused here and accepted by the general path."""
-    low, high = LIMITS[name]
-    kind = int if name in INT_FIELDS else float
-    return Annotated[kind, msgspec.Meta(ge=low, le=high)] | None
+def _number(key: NumberKey) -> Any:
+    """The key's JSON type: a number within its field's limits, or null
+    (absent). Integer fields take JSON integers only; a whole float
+    (``3.0``) is refused here and accepted by the general path."""
+    kind = int if key.integer else float
+    return Annotated[kind, msgspec.Meta(ge=key.low, le=key.high)] | None
 
 
 _NAME_ALIAS = ALIAS_OF["chassis"]
@@ -59,8 +57,7 @@ StrictPoint = msgspec.defstruct(
         (_NAME_ALIAS, _Name | None, None),
         ("track", _Name | None, None),
         ("meta_time", float | str | None, None),
-        *((name, _number(name), None) for name in NUMERIC_FIELDS),
-        *((alias, _number(ALIASES[alias]), None) for alias in NUMBER_ALIASES),
+        *((key.key, _number(key), None) for key in NUMBER_KEYS),
     ],
     gc=False,
 )
