@@ -13,12 +13,16 @@ after and how many points were overwritten before the consumer got to them.
 
 from __future__ import annotations
 
+import logging
 import mmap
 from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import POINT_DTYPE, as_records, concat_rows, copy_rows
+from .ring_share import RingHandle, SharedRows, wrapped_views
+from .schema import POINT_DTYPE, as_records, concat_rows
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,27 @@ def resident_rows(n: int) -> np.ndarray:
 class RingBuffer:
     """Fixed-capacity store of the newest points, written in vectorised batches."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, shared: bool = False) -> None:
+        """``shared``: keep the rows where pool workers can read them in place
+        (see ``ring_share``); where the platform can't, the ring stays private
+        and ``handle`` is None."""
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._data = resident_rows(capacity)
+        self.handle: RingHandle | None = None
+        self._mark: np.ndarray | None = None
+        self._shared: SharedRows | None = None
+        if shared:
+            try:
+                self._shared = SharedRows(capacity)
+            except OSError as exc:
+                log.warning("ring not shared with the compute workers (%s): ticks are copied", exc)
+        if self._shared is not None:
+            self._data = self._shared.rows
+            self._mark = self._shared.mark
+            self.handle = self._shared.handle
+        else:
+            self._data = resident_rows(capacity)
         # Rows are written as opaque records: see schema.RECORD_DTYPE.
         self._records = as_records(self._data)
         self._written = 0
@@ -113,6 +133,8 @@ class RingBuffer:
             rows = rows[n - self.capacity :]
             n = self.capacity
         records = as_records(rows)
+        if self._mark is not None:  # before the rows change: see ring_share
+            self._mark[0] = self._written + n
         start = self._written % self.capacity
         first = min(n, self.capacity - start)
         self._records[start : start + first] = records[:first]
@@ -121,19 +143,7 @@ class RingBuffer:
         self._written += n
 
     def _views(self, begin: int, end: int) -> list[np.ndarray]:
-        """Sequences [begin, end), which must all still be held, as views:
-        none when empty, two when they wrap past the end of the storage."""
-        n = max(0, end - begin)
-        start = begin % self.capacity
-        if n == 0:
-            return []
-        if start + n <= self.capacity:
-            return [self._data[start : start + n]]
-        return [self._data[start:], self._data[: start + n - self.capacity]]
-
-    @staticmethod
-    def _copy(parts: list[np.ndarray]) -> np.ndarray:
-        return copy_rows(parts[0]) if len(parts) == 1 else concat_rows(parts)
+        return wrapped_views(self._data, begin, end)
 
     def views_since(self, cursor: int) -> SinceViews:
         """``read_since`` without the copy: the held points at or after
@@ -155,10 +165,10 @@ class RingBuffer:
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` points (fewer if the ring holds fewer), oldest first."""
         n = max(0, min(n, self.size))
-        return self._copy(self._views(self._written - n, self._written))
+        return concat_rows(self._views(self._written - n, self._written))
 
     def read_since(self, cursor: int) -> SinceRead:
         """Points written at or after sequence ``cursor``, as a copy (see
         ``views_since`` for what an old or future cursor gets)."""
         views = self.views_since(cursor)
-        return SinceRead(self._copy(views.parts), views.cursor, views.missed)
+        return SinceRead(concat_rows(views.parts), views.cursor, views.missed)

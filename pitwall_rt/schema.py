@@ -215,6 +215,8 @@ def concat_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
     (0.25 ms). Parts of another dtype take the general path."""
     if not parts:
         return empty_rows(0)
+    if len(parts) == 1:
+        return copy_rows(parts[0])
     if any(part.dtype != POINT_DTYPE for part in parts):
         return np.concatenate(parts)
     return np.concatenate([part.view(RECORD_DTYPE) for part in parts]).view(POINT_DTYPE)

@@ -88,11 +88,17 @@ async def _until(check: Callable[[], bool], what: str, timeout_s: float = 30.0) 
 
 
 def _runner(
-    tables: Tables, sent: list[dict[str, Any]], workers: int = 2, priority: str = "normal"
+    tables: Tables,
+    sent: list[dict[str, Any]],
+    workers: int = 2,
+    priority: str = "normal",
+    shared: bool = True,
 ) -> ComputeRunner:
+    """A runner whose workers read ticks from the shared ring, as the server's
+    do (``shared``), or are shipped copies of them."""
     tracks = load_tracks(DEFAULT_TRACKS_PATH)
     return ComputeRunner(
-        RingBuffer(50_000),
+        RingBuffer(50_000, shared=shared),
         tables,
         tracks,
         workers,
@@ -133,14 +139,16 @@ def test_runner_pit_window_follows_the_tick_insight_and_equals_the_inline_one(
     assert {k: v for k, v in pit_insight.items() if k != "pit_window"} == tick_insight
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["in-place", "copied"])
 def test_runner_merge_gives_the_insight_and_laps_of_a_direct_run_tick(
-    tables: Tables, stint_rows: np.ndarray, inline: infer.TickResult
+    tables: Tables, stint_rows: np.ndarray, inline: infer.TickResult, shared: bool
 ) -> None:
     sent: list[dict[str, Any]] = []
 
     async def scenario() -> ComputeRunner:
-        runner = _runner(tables, sent, workers=1)
+        runner = _runner(tables, sent, workers=1, shared=shared)
         await runner.start()
+        assert runner.reads_ring_in_place is shared
         try:
             half = len(stint_rows) // 2  # two ticks: the carries must round-trip
             _feed(runner, stint_rows[:half])
@@ -170,14 +178,20 @@ def test_runner_merge_gives_the_insight_and_laps_of_a_direct_run_tick(
     assert runner.laps_for("NO-SUCH-CAR") is None
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["in-place", "copied"])
 def test_runner_splits_a_tick_of_two_cars_over_two_workers_and_merges_both(
-    tables: Tables, stint_rows: np.ndarray, twin_rows: np.ndarray, inline: infer.TickResult
+    tables: Tables,
+    stint_rows: np.ndarray,
+    twin_rows: np.ndarray,
+    inline: infer.TickResult,
+    shared: bool,
 ) -> None:
     sent: list[dict[str, Any]] = []
 
     async def scenario() -> ComputeRunner:
-        runner = _runner(tables, sent, workers=2)
+        runner = _runner(tables, sent, workers=2, shared=shared)
         await runner.start()
+        assert runner.reads_ring_in_place is shared
         try:
             runner.ring.write(twin_rows)
             _feed(runner, stint_rows)
@@ -199,6 +213,31 @@ def test_runner_splits_a_tick_of_two_cars_over_two_workers_and_merges_both(
     assert sorted(i["chassis"] for i in sent[0]["insights"]) == ["GR86-OTHER", CAR]
 
 
+def test_runner_counts_a_span_overwritten_before_the_workers_read_it_as_lost(
+    tables: Tables, stint_rows: np.ndarray
+) -> None:
+    """The tick sends only sequence numbers; rows the loop overwrites before a
+    worker gets to them are counted lost, not computed from whatever replaced them."""
+
+    async def scenario() -> ComputeRunner:
+        runner = _runner(tables, [], workers=1)
+        await runner.start()
+        try:
+            _feed(runner, stint_rows)  # the job is created, not yet sent
+            laps = runner.ring.capacity // len(stint_rows) + 1
+            filler = concat_rows([stint_rows] * laps)[: runner.ring.capacity]
+            filler["chassis"] = 0
+            runner.ring.write(filler)  # every slot of the span is replaced
+            await _until(lambda: runner.stats.batches == 1, "the tick")
+        finally:
+            await runner.close()
+        return runner
+
+    runner = asyncio.run(scenario())
+    assert runner.stats.points_lost == len(stint_rows)
+    assert runner.stats.rows == 0 and not runner.insights
+
+
 def test_runner_joins_and_splits_a_big_merged_tick_off_the_event_loop(
     tables: Tables,
     stint_rows: np.ndarray,
@@ -218,7 +257,7 @@ def test_runner_joins_and_splits_a_big_merged_tick_off_the_event_loop(
     monkeypatch.setattr(runner_module, "_shards_of", spy)
 
     async def scenario() -> ComputeRunner:
-        runner = _runner(tables, [], workers=2)
+        runner = _runner(tables, [], workers=2, shared=False)
         runner.off_loop_rows = len(stint_rows)  # the two cars' rows together pass it
         await runner.start()
         try:

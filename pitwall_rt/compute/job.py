@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..model import infer
+from ..ring_share import Span, read_span
 from ..schema import take_rows
 from ..strategy import RaceState, simulate
 from .batch import TrackTable
@@ -67,35 +68,47 @@ class TickOutput:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
     pit_races: dict[int, RaceState] = field(default_factory=dict)
+    lost: int = 0
+    """Rows of a ring span overwritten before the worker read them (``span_tick_job``)."""
+
+
+def assign_cars(counts: np.ndarray, parts: int) -> list[list[int]]:
+    """Cars (the ids with rows in ``counts``, a bincount of chassis ids) in at
+    most ``parts`` shards with about equal row counts.
+
+    Cars go largest first to the shard with the fewest rows so far (a car's
+    cost follows its row count)."""
+    cars = np.flatnonzero(counts)
+    parts = min(parts, len(cars))
+    if parts <= 1:
+        return [cars.tolist()]
+    load = np.zeros(parts, dtype=np.int64)
+    shards: list[list[int]] = [[] for _ in range(parts)]
+    for car in cars[np.argsort(-counts[cars], kind="stable")].tolist():
+        shard = int(np.argmin(load))
+        shards[shard].append(car)
+        load[shard] += counts[car]
+    return [sorted(cars) for cars in shards]
 
 
 def split_cars(rows: np.ndarray, parts: int) -> list[tuple[np.ndarray, list[int]]]:
-    """Rows cut into at most ``parts`` shards of whole cars with about equal row
-    counts, each with its car ids.
+    """Rows cut into at most ``parts`` shards of whole cars (``assign_cars``),
+    each with its car ids. Order within a shard is the input order.
 
-    Cars go largest first to the shard with the fewest rows so far (a car's
-    cost follows its row count). Order within a shard is the input order.
     Chassis ids are small table indices, so counting is a ``bincount``:
     linear, unlike ``np.unique``'s sort, which matters when ticks queue up
     behind a slow one and arrive with hundreds of thousands of rows.
     """
     chassis = rows["chassis"]
     counts = np.bincount(chassis) if len(rows) else np.zeros(0, dtype=np.intp)
-    cars = np.flatnonzero(counts)
-    parts = min(parts, len(cars))
-    if parts <= 1:
-        return [(rows, cars.tolist())]
-    load = np.zeros(parts, dtype=np.int64)
+    shards = assign_cars(counts, parts)
+    if len(shards) == 1:
+        return [(rows, shards[0])]
     shard_of_car = np.zeros(len(counts), dtype=np.intp)
-    for car in cars[np.argsort(-counts[cars], kind="stable")].tolist():
-        shard = int(np.argmin(load))
-        shard_of_car[car] = shard
-        load[shard] += counts[car]
+    for shard, cars in enumerate(shards):
+        shard_of_car[cars] = shard
     shard_of_row = shard_of_car[chassis]
-    return [
-        (take_rows(rows, shard_of_row == shard), cars[shard_of_car[cars] == shard].tolist())
-        for shard in range(parts)
-    ]
+    return [(take_rows(rows, shard_of_row == shard), cars) for shard, cars in enumerate(shards)]
 
 
 SUMMED_STATS = frozenset({"windows"})
@@ -116,6 +129,7 @@ def join_outputs(outputs: list[TickOutput]) -> TickOutput:
         out.lap_glitches += part.lap_glitches
         out.alerts.extend(part.alerts)
         out.pit_races.update(part.pit_races)
+        out.lost = max(out.lost, part.lost)  # every shard reads the whole span
         for key, value in part.stats.items():
             if key in SUMMED_STATS:
                 out.stats[key] = out.stats.get(key, 0.0) + value
@@ -170,6 +184,25 @@ def tick_job(
             windows=len(res.windows),
         )
     out.stats["job_ms"] = (time.perf_counter() - started) * 1000.0
+    return out
+
+
+def span_tick_job(
+    span: Span,
+    cars: list[int] | None,
+    tracks: TrackTable,
+    carries: Mapping[int, Carry],
+    options: infer.IntelOptions,
+) -> TickOutput:
+    """:func:`tick_job` over rows the worker reads from the shared ring itself
+    (see ``ring_share``): only the span's sequence numbers cross the pipe.
+
+    ``cars``: this shard's cars, or None for all of the span's."""
+    rows, lost = read_span(span)
+    if cars is not None:
+        rows = take_rows(rows, np.isin(rows["chassis"], cars))
+    out = tick_job(rows, tracks, carries, options)
+    out.lost = lost
     return out
 
 

@@ -1,20 +1,25 @@
 """The compute stage's I/O edge: ring -> process pool -> per-chassis state -> insights.
 
-Every ``BATCH_MS`` the runner reads the rows that arrived since its cursor
-and submits them, all cars at once, to a ``ProcessPoolExecutor`` running the
-pure ``compute_batch``: one round trip per worker per tick, never per point
-or per car. With several idle workers the tick is split into shards of
-whole cars, one per worker (``job.split_cars``), so it takes the time of
-its largest shard. The event loop only awaits the futures.
+Every ``BATCH_MS`` the runner submits the rows that arrived since its
+cursor, all cars at once, to a ``ProcessPoolExecutor`` running the pure
+``compute_batch``: one round trip per worker per tick, never per point or
+per car. With several idle workers the tick is split into shards of whole
+cars, one per worker (``job.assign_cars``), so it takes the time of its
+largest shard. The event loop only awaits the futures.
+
+The server's ring is shared with the workers (``ring_share``): a tick sends
+each worker the span of sequence numbers and its cars, and the worker reads
+the rows itself, so the loop copies nothing. With a private ring (or where
+the workers could not map it) the tick copies its rows and ships them.
 
 Ordering and loss rules:
 
 * one batch in flight at a time (states pass from one tick to the next);
-  rows that arrive meanwhile queue and are concatenated into the next call,
-  which gives the same result however the stream is cut;
-* the queue is bounded by the ring capacity: past it the oldest queued rows
-  are dropped and counted (``points_lost``), as are rows overwritten in the
-  ring before the runner read them;
+  rows that arrive meanwhile wait and go into the next call, which gives
+  the same result however the stream is cut;
+* rows wait in the ring, or (copied) in a queue bounded by the ring's
+  capacity; rows overwritten in the ring before they were read, and queued
+  rows past that bound, are dropped and counted (``points_lost``);
 * a dead worker breaks the pool: the pool is rebuilt and the batch (each
   of its shards) retried once (``compute_batch`` is pure, so a retry is
   safe); a shard that fails again is dropped, its cars keep their states
@@ -58,9 +63,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import fingerprint
+from .. import fingerprint, ring_share
 from ..model import infer
 from ..ring import RingBuffer
+from ..ring_share import RingHandle, Span
 from ..schema import concat_rows
 from ..strategy import RaceState, live_pit_windows
 from ..ticker import run_every
@@ -68,7 +74,16 @@ from ..tracks import Track, resolve_track
 from ..validate import Tables
 from . import worker
 from .batch import track_table
-from .job import Carry, TickOutput, join_outputs, split_cars, tick_job, warm
+from .job import (
+    Carry,
+    TickOutput,
+    assign_cars,
+    join_outputs,
+    span_tick_job,
+    split_cars,
+    tick_job,
+    warm,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +167,21 @@ def _shards_of(parts: list[np.ndarray], workers: int) -> list[tuple[np.ndarray, 
     return split_cars(rows, workers)
 
 
+def _track_ids(parts: list[np.ndarray]) -> set[int]:
+    return set().union(*(np.flatnonzero(np.bincount(p["track"])).tolist() for p in parts))
+
+
+@dataclass
+class _Shard:
+    """One pool call of a tick: the job, its leading arguments (rows, or a
+    span and cars), its cars (for their carries) and its row count."""
+
+    job: Callable[..., TickOutput]
+    head: tuple[Any, ...]
+    cars: list[int]
+    rows: int
+
+
 class ComputeRunner:
     """Owns the pool, the per-chassis states, the latest insights and the laps."""
 
@@ -185,6 +215,9 @@ class ComputeRunner:
         self.stats = ComputeStats()
         self._queued: list[np.ndarray] = []
         self._queued_rows = 0
+        self._ticks_waiting = 0
+        self._shared: RingHandle | None = None
+        """Set once the workers could map the ring (``start``); else ticks are copied."""
         self._inflight: asyncio.Task[None] | None = None
         self.pit_job: Callable[..., dict[int, dict[str, Any]]] = live_pit_windows
         """The pit-window pool job (a test may put a slower one here)."""
@@ -212,6 +245,14 @@ class ComputeRunner:
         """Start the workers now rather than on the first batch."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self.pool, warm) for _ in range(self.workers)))
+        handle = self.ring.handle
+        if handle is not None:
+            try:
+                await loop.run_in_executor(self.pool, ring_share.probe, handle)
+            except OSError as exc:
+                log.warning("compute workers cannot map the ring (%s): ticks are copied", exc)
+            else:
+                self._shared = handle
 
     async def close(self, timeout_s: float = 1.0) -> None:
         """Stop the pool and wait for its workers (briefly): leaving them to
@@ -244,6 +285,12 @@ class ComputeRunner:
             "pit_max_ms": pit.max_ms,
         }
 
+    @property
+    def reads_ring_in_place(self) -> bool:
+        """True when workers read each tick from the shared ring; False when
+        ticks are copied to them (a private ring, or sharing failed at start)."""
+        return self._shared is not None
+
     def worker_pids(self) -> list[int]:
         return [p.pid for p in (self.pool._processes or {}).values() if p.pid]
 
@@ -252,18 +299,57 @@ class ComputeRunner:
         await run_every(interval_s, self.tick, "compute")
 
     def tick(self) -> None:
+        if self._inflight is not None and not self._inflight.done():
+            self._wait()
+        elif self._shared is not None:
+            self._send_span(self._shared)
+        else:
+            self._read_queue()
+            if self._queued:
+                parts = self._take_queue()
+                self._inflight = asyncio.get_running_loop().create_task(self._compute_copy(parts))
+
+    def _wait(self) -> None:
+        """A tick while a batch is in flight: its rows wait for the next call."""
+        if self._shared is not None:
+            waiting = self.ring.written > self.cursor
+        else:
+            self._read_queue()
+            waiting = bool(self._queued)
+        self._ticks_waiting = self._ticks_waiting + 1 if waiting else 0
+        if self._ticks_waiting > 1:
+            self.stats.merged_ticks += 1
+
+    # -- a span of the shared ring ---------------------------------------------------
+
+    def _send_span(self, handle: RingHandle) -> None:
+        """Send the workers the sequences since the cursor; they read the rows
+        themselves. Only the chassis and track columns are read here, in place."""
+        views = self.ring.views_since(self.cursor)
+        self.stats.points_lost += views.missed
+        self.cursor = views.cursor
+        self._ticks_waiting = 0
+        if not views.parts:
+            return
+        counts = np.bincount(np.concatenate([part["chassis"] for part in views.parts]))
+        track_ids = _track_ids(views.parts)
+        span = Span(handle, views.cursor - len(views), views.cursor)
+        cars_of = assign_cars(counts, self._idle_workers())
+        whole = len(cars_of) == 1  # one shard: the worker needn't pick its cars out
+        shards = [
+            _Shard(span_tick_job, (span, None if whole else cars), cars, int(counts[cars].sum()))
+            for cars in cars_of
+        ]
+        self._inflight = asyncio.get_running_loop().create_task(self._compute(shards, track_ids))
+
+    # -- copies, where the ring is not shared ------------------------------------------
+
+    def _read_queue(self) -> None:
         read = self.ring.read_since(self.cursor)
         self.cursor = read.cursor
         self.stats.points_lost += read.missed
         if len(read.rows):
             self._enqueue(read.rows)
-        if self._queued and (self._inflight is None or self._inflight.done()):
-            parts = self._take_queue()
-            self._inflight = asyncio.get_running_loop().create_task(self._compute(parts))
-        elif self._queued and len(self._queued) > 1:
-            self.stats.merged_ticks += 1
-
-    # -- queue ------------------------------------------------------------------
 
     def _enqueue(self, rows: np.ndarray) -> None:
         self._queued.append(rows)
@@ -277,25 +363,31 @@ class ComputeRunner:
         parts = self._queued
         self._queued = []
         self._queued_rows = 0
+        self._ticks_waiting = 0
         return parts
 
-    # -- one batch ----------------------------------------------------------------
-
-    async def _compute(self, parts: list[np.ndarray]) -> None:
+    async def _compute_copy(self, parts: list[np.ndarray]) -> None:
         total = sum(map(len, parts))
         workers = self._idle_workers()
         if total >= self.off_loop_rows:
-            shards = await asyncio.to_thread(_shards_of, parts, workers)
+            split = await asyncio.to_thread(_shards_of, parts, workers)
         else:
-            shards = _shards_of(parts, workers)
-        track_ids = set().union(*(np.flatnonzero(np.bincount(p["track"])).tolist() for p in parts))
+            split = _shards_of(parts, workers)
+        shards = [_Shard(tick_job, (rows,), cars, len(rows)) for rows, cars in split]
+        await self._compute(shards, _track_ids(parts))
+
+    # -- one batch ----------------------------------------------------------------
+
+    async def _compute(self, shards: list[_Shard], track_ids: set[int]) -> None:
         tracks = self._track_table(sorted(track_ids))
         self.stats.shards += len(shards)
         started = time.perf_counter()
         outcomes = await asyncio.gather(
             *(
-                self._in_pool(tick_job, part, tracks, self._carries_of(cars), self.intel_options)
-                for part, cars in shards
+                self._in_pool(
+                    shard.job, *shard.head, tracks, self._carries_of(shard.cars), self.intel_options
+                )
+                for shard in shards
             )
         )
         self._pool_ms.add((time.perf_counter() - started) * 1000.0)
@@ -303,7 +395,8 @@ class ComputeRunner:
             self.stats.batches_retried += 1
         done = [outcome.value for outcome in outcomes if outcome.ok]
         if len(done) < len(outcomes):
-            lost = sum(len(p) for (p, _), o in zip(shards, outcomes, strict=True) if not o.ok)
+            lost = sum(s.rows for s, o in zip(shards, outcomes, strict=True) if not o.ok)
+            total = sum(s.rows for s in shards)
             log.error("compute batch: %d of its %d rows dropped", lost, total)
             self.stats.batches_failed += 1
         if done:
@@ -394,6 +487,7 @@ class ComputeRunner:
 
     def _merge(self, tick: TickOutput) -> None:
         self.stats.batches += 1
+        self.stats.points_lost += tick.lost
         self.stats.rows += tick.rows
         self.stats.late_rows += tick.late
         self.stats.duplicate_rows += tick.duplicates

@@ -130,6 +130,7 @@ def _compute_counters(app: web.Application) -> dict[str, object]:
         **runner.timings(),
         "workers": runner.workers,
         "worker_priority": runner.priority,
+        "reads_ring_in_place": runner.reads_ring_in_place,
     }
 
 

@@ -68,7 +68,7 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
         chassis=StringTable(settings.MAX_CHASSIS),
         track=StringTable(settings.MAX_TRACKS, reserved=("",)),
     )
-    ring = RingBuffer(settings.RINGBUFFER_SIZE)
+    ring = RingBuffer(settings.RINGBUFFER_SIZE, shared=True)
     ingestor = Ingestor(ring, tables, IngestStats())
     app[SETTINGS] = settings
     app[TABLES] = tables
