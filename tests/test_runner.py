@@ -11,6 +11,7 @@ behind a running job are coalesced per car.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import threading
@@ -236,6 +237,32 @@ def test_runner_counts_a_span_overwritten_before_the_workers_read_it_as_lost(
     runner = asyncio.run(scenario())
     assert runner.stats.points_lost == len(stint_rows)
     assert runner.stats.rows == 0 and not runner.insights
+
+
+def test_runner_copies_ticks_when_the_workers_cannot_map_the_ring(
+    tables: Tables, stint_rows: np.ndarray, inline: infer.TickResult
+) -> None:
+    """A worker that can't map the ring (here: a handle naming the wrong
+    ring) fails the start-up probe; the runner then ships copies, and says so."""
+
+    async def scenario() -> ComputeRunner:
+        runner = _runner(tables, [], workers=1)
+        handle = runner.ring.handle
+        assert handle is not None
+        runner.ring.handle = dataclasses.replace(handle, token=handle.token + 1)
+        await runner.start()
+        try:
+            assert not runner.reads_ring_in_place
+            _feed(runner, stint_rows)
+            await _until(lambda: runner.stats.batches == 1, "the tick")
+        finally:
+            await runner.close()
+        return runner
+
+    runner = asyncio.run(scenario())
+    assert runner.stats.rows == len(stint_rows) and runner.stats.points_lost == 0
+    expected = inline.batch.chassis[1].insight
+    assert runner.insights[1]["laps_completed"] == expected["laps_completed"] > 0
 
 
 def test_runner_joins_and_splits_a_big_merged_tick_off_the_event_loop(
