@@ -114,6 +114,21 @@ def _feed(runner: ComputeRunner, rows: np.ndarray) -> None:
     runner.tick()
 
 
+def _one_tick(runner: ComputeRunner, steps: Callable[[ComputeRunner], None]) -> ComputeRunner:
+    """Start ``runner``, run ``steps`` (which tick it), wait for the one batch, close it."""
+
+    async def scenario() -> ComputeRunner:
+        await runner.start()
+        try:
+            steps(runner)
+            await _until(lambda: runner.stats.batches == 1, "the tick")
+        finally:
+            await runner.close()
+        return runner
+
+    return asyncio.run(scenario())
+
+
 def test_runner_pit_window_follows_the_tick_insight_and_equals_the_inline_one(
     tables: Tables, stint_rows: np.ndarray, inline: infer.TickResult
 ) -> None:
@@ -189,19 +204,12 @@ def test_runner_splits_a_tick_of_two_cars_over_two_workers_and_merges_both(
 ) -> None:
     sent: list[dict[str, Any]] = []
 
-    async def scenario() -> ComputeRunner:
-        runner = _runner(tables, sent, workers=2, shared=shared)
-        await runner.start()
+    def steps(runner: ComputeRunner) -> None:
         assert runner.reads_ring_in_place is shared
-        try:
-            runner.ring.write(twin_rows)
-            _feed(runner, stint_rows)
-            await _until(lambda: runner.stats.batches == 1, "the tick")
-        finally:
-            await runner.close()
-        return runner
+        runner.ring.write(twin_rows)
+        _feed(runner, stint_rows)
 
-    runner = asyncio.run(scenario())
+    runner = _one_tick(_runner(tables, sent, workers=2, shared=shared), steps)
     assert runner.stats.shards == 2 and runner.stats.rows == 2 * len(stint_rows)
     expected = inline.batch.chassis[1].insight
     for cid, name in ((0, "GR86-OTHER"), (1, CAR)):
@@ -220,21 +228,14 @@ def test_runner_counts_a_span_overwritten_before_the_workers_read_it_as_lost(
     """The tick sends only sequence numbers; rows the loop overwrites before a
     worker gets to them are counted lost, not computed from whatever replaced them."""
 
-    async def scenario() -> ComputeRunner:
-        runner = _runner(tables, [], workers=1)
-        await runner.start()
-        try:
-            _feed(runner, stint_rows)  # the job is created, not yet sent
-            laps = runner.ring.capacity // len(stint_rows) + 1
-            filler = concat_rows([stint_rows] * laps)[: runner.ring.capacity]
-            filler["chassis"] = 0
-            runner.ring.write(filler)  # every slot of the span is replaced
-            await _until(lambda: runner.stats.batches == 1, "the tick")
-        finally:
-            await runner.close()
-        return runner
+    def steps(runner: ComputeRunner) -> None:
+        _feed(runner, stint_rows)  # the job is created, not yet sent
+        laps = runner.ring.capacity // len(stint_rows) + 1
+        filler = concat_rows([stint_rows] * laps)[: runner.ring.capacity]
+        filler["chassis"] = 0
+        runner.ring.write(filler)  # every slot of the span is replaced
 
-    runner = asyncio.run(scenario())
+    runner = _one_tick(_runner(tables, [], workers=1), steps)
     assert runner.stats.points_lost == len(stint_rows)
     assert runner.stats.rows == 0 and not runner.insights
 
@@ -245,21 +246,16 @@ def test_runner_copies_ticks_when_the_workers_cannot_map_the_ring(
     """A worker that can't map the ring (here: a handle naming the wrong
     ring) fails the start-up probe; the runner then ships copies, and says so."""
 
-    async def scenario() -> ComputeRunner:
-        runner = _runner(tables, [], workers=1)
-        handle = runner.ring.handle
-        assert handle is not None
-        runner.ring.handle = dataclasses.replace(handle, token=handle.token + 1)
-        await runner.start()
-        try:
-            assert not runner.reads_ring_in_place
-            _feed(runner, stint_rows)
-            await _until(lambda: runner.stats.batches == 1, "the tick")
-        finally:
-            await runner.close()
-        return runner
+    runner = _runner(tables, [], workers=1)
+    handle = runner.ring.handle
+    assert handle is not None
+    runner.ring.handle = dataclasses.replace(handle, token=handle.token + 1)
 
-    runner = asyncio.run(scenario())
+    def steps(runner: ComputeRunner) -> None:
+        assert not runner.reads_ring_in_place
+        _feed(runner, stint_rows)
+
+    runner = _one_tick(runner, steps)
     assert runner.stats.rows == len(stint_rows) and runner.stats.points_lost == 0
     expected = inline.batch.chassis[1].insight
     assert runner.insights[1]["laps_completed"] == expected["laps_completed"] > 0
