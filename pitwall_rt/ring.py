@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ring_share import RingHandle, SharedRows, wrapped_views
+from .ring_share import RingHandle, SharedRows, fence, wrapped_views
 from .schema import POINT_DTYPE, as_records, concat_rows
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class RingBuffer:
         records = as_records(rows)
         if self._mark is not None:  # before the rows change: see ring_share
             self._mark[0] = self._written + n
+            fence()
         start = self._written % self.capacity
         first = min(n, self.capacity - start)
         self._records[start : start + first] = records[:first]

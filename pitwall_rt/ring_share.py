@@ -17,16 +17,22 @@ stores, in the mapping's first word, the sequence its write reaches
 (``writing_to``). A worker reads that word after its copy: any row older
 than ``writing_to - capacity`` may have been overwritten under it, so it is
 dropped and counted lost, as rows overwritten before a copying reader got
-to them always were. This relies on stores and loads not being reordered
-past each other, which x86-64 guarantees (total store order); Linux on x86-64
-is where the server ships.
+to them always were. This relies on the writer's stores staying in
+program order (the mark before the rows) and the reader's loads too (the
+rows before the mark), and on the 8-byte mark being stored in one piece:
+x86-64 guarantees all three for ordinary moves. Big copies may use
+fast-string or non-temporal stores, which x86 does not keep in order with
+other stores, so both sides put a ``fence`` between the mark and the rows.
+On other CPUs the ring is not shared.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import platform
 import secrets
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -34,9 +40,25 @@ import numpy as np
 
 from .schema import POINT_DTYPE, concat_rows
 
+ORDERED_MACHINES = frozenset({"x86_64", "amd64"})
+"""CPUs that keep stores in program order, and loads too, and store the
+8-byte mark whole (x86-64). On ARM64 the mark could become visible after
+the rows it guards, so the ring is not shared there and ticks are copied."""
+
 HEADER_BYTES = mmap.PAGESIZE
 """The first page holds ``writing_to`` and the ring's token; rows start
 page-aligned after it."""
+
+
+_FENCE = threading.Lock()
+
+
+def fence() -> None:
+    """A full memory barrier: taking a lock is an atomic read-modify-write,
+    which no earlier or later load or store on x86 is reordered across
+    (about 60 ns)."""
+    with _FENCE:
+        pass
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,8 @@ class SharedRows:
     def __init__(self, capacity: int) -> None:
         if not hasattr(os, "memfd_create"):
             raise OSError("no memfd_create on this platform")
+        if platform.machine().lower() not in ORDERED_MACHINES:
+            raise OSError(f"{platform.machine()} may reorder the ring's stores")
         nbytes = HEADER_BYTES + max(1, capacity * POINT_DTYPE.itemsize)
         fd = os.memfd_create("pitwall-ring", os.MFD_CLOEXEC)
         try:
@@ -134,6 +158,7 @@ def read_span(span: Span) -> tuple[np.ndarray, int]:
     begin = max(begin, end - capacity)
     parts = wrapped_views(shared.rows, begin, end)
     rows = concat_rows(parts)
+    fence()  # the copy's loads complete before the mark is read
     oldest_intact = int(shared.mark[0]) - capacity
     lost = max(0, min(oldest_intact, end) - span.begin)
     return rows[max(0, oldest_intact - begin) :], lost

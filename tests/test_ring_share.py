@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pitwall_rt import ring_share
 from pitwall_rt.ring import RingBuffer
 from pitwall_rt.ring_share import RingHandle, Span, probe, read_span
 
@@ -81,6 +82,16 @@ def test_probe_fails_clearly_for_a_ring_that_is_not_there() -> None:
         probe(RingHandle(os.getpid(), 10_000, 4, ring.handle.token))  # no such descriptor
     with pytest.raises(OSError, match="not this ring"):
         probe(RingHandle(os.getpid(), ring.handle.fd, 4, ring.handle.token + 1))
+
+
+def test_a_cpu_that_may_reorder_stores_keeps_the_ring_private(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ring_share.platform, "machine", lambda: "aarch64")
+    ring = RingBuffer(8, shared=True)
+    assert ring.handle is None
+    ring.write(seq_rows(0, 3))
+    assert seqs(ring.newest(8)) == [0, 1, 2]
 
 
 BATCH = 1500
