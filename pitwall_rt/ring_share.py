@@ -96,22 +96,31 @@ class SharedRows:
             raise OSError("no memfd_create on this platform")
         if platform.machine().lower() not in ORDERED_MACHINES:
             raise OSError(f"{platform.machine()} may reorder the ring's stores")
-        nbytes = HEADER_BYTES + max(1, capacity * POINT_DTYPE.itemsize)
         fd = os.memfd_create("pitwall-ring", os.MFD_CLOEXEC)
         try:
-            os.ftruncate(fd, nbytes)
+            os.ftruncate(fd, _nbytes(capacity))
             flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            self._map = mmap.mmap(fd, nbytes, flags=flags)
+            self._map = mmap.mmap(fd, _nbytes(capacity), flags=flags)
         except OSError:
             os.close(fd)
             raise
         self.fd = fd
         weakref.finalize(self, os.close, fd)  # workers open it by number while the ring lives
         self.handle = RingHandle(os.getpid(), fd, capacity, secrets.randbits(63))
-        self.rows = np.frombuffer(self._map, POINT_DTYPE, count=capacity, offset=HEADER_BYTES)
-        header = np.frombuffer(self._map, np.int64, count=2)
+        self.rows, header = _layout(self._map, capacity)
         header[1] = self.handle.token
         self.mark = header[:1]
+
+
+def _nbytes(capacity: int) -> int:
+    return HEADER_BYTES + max(1, capacity * POINT_DTYPE.itemsize)
+
+
+def _layout(memory: mmap.mmap, capacity: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ring mapping as its rows and its header words (the write mark, the
+    token): the one place that knows where each sits."""
+    rows = np.frombuffer(memory, POINT_DTYPE, count=capacity, offset=HEADER_BYTES)
+    return rows, np.frombuffer(memory, np.int64, count=2)
 
 
 @dataclass
@@ -128,16 +137,14 @@ def _attach(handle: RingHandle) -> _Attached:
     found = _attached.get(handle)
     if found is not None:
         return found
-    nbytes = HEADER_BYTES + max(1, handle.capacity * POINT_DTYPE.itemsize)
     fd = os.open(f"/proc/{handle.pid}/fd/{handle.fd}", os.O_RDONLY)
     try:
-        memory = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        memory = mmap.mmap(fd, _nbytes(handle.capacity), flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-    header = np.frombuffer(memory, np.int64, count=2)
+    rows, header = _layout(memory, handle.capacity)
     if int(header[1]) != handle.token:
         raise OSError(f"descriptor {handle.fd} of process {handle.pid} is not this ring")
-    rows = np.frombuffer(memory, POINT_DTYPE, count=handle.capacity, offset=HEADER_BYTES)
     found = _Attached(rows, header[:1])
     _attached[handle] = found
     return found
