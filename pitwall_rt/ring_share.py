@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import POINT_DTYPE, concat_rows
+from .schema import POINT_DTYPE, concat_rows, take_rows
 
 ORDERED_MACHINES = frozenset({"x86_64", "amd64"})
 """CPUs that keep stores in program order, and loads too, and store the
@@ -156,19 +156,29 @@ def probe(handle: RingHandle) -> int:
     return int(_attach(handle).mark[0])
 
 
-def read_span(span: Span) -> tuple[np.ndarray, int]:
-    """The span's rows that are still intact, as a copy, and how many of its
-    oldest rows were overwritten before (or while) they were copied."""
+def read_span(span: Span, cars: list[int] | None = None) -> tuple[np.ndarray, int]:
+    """The span's rows that are still intact, as one copy, and how many of
+    its oldest rows were overwritten before (or while) they were copied.
+
+    ``cars``: only these chassis' rows are copied (a shard of a split tick),
+    so a worker never copies the other shards' rows to throw them away."""
     shared = _attach(span.ring)
     capacity = span.ring.capacity
-    begin, end = span.begin, span.end
-    begin = max(begin, end - capacity)
-    parts = wrapped_views(shared.rows, begin, end)
-    rows = concat_rows(parts)
+    begin = max(span.begin, span.end - capacity)
+    parts = wrapped_views(shared.rows, begin, span.end)
+    if cars is None:
+        rows, offsets = concat_rows(parts), None
+    else:  # each kept row's offset from ``begin``, to cut by the mark below
+        picked = [np.flatnonzero(np.isin(part["chassis"], cars)) for part in parts]
+        rows = concat_rows([take_rows(part, i) for part, i in zip(parts, picked, strict=True)])
+        starts = np.cumsum([0, *map(len, parts)])
+        offsets = np.concatenate([np.zeros(0, np.intp), *map(np.add, picked, starts)])
     fence()  # the copy's loads complete before the mark is read
     oldest_intact = int(shared.mark[0]) - capacity
-    lost = max(0, min(oldest_intact, end) - span.begin)
-    return rows[max(0, oldest_intact - begin) :], lost
+    lost = max(0, min(oldest_intact, span.end) - span.begin)
+    cut = oldest_intact - begin
+    first = max(0, cut) if offsets is None else int(np.searchsorted(offsets, cut))
+    return rows[first:], lost
 
 
 def wrapped_views(rows: np.ndarray, begin: int, end: int) -> list[np.ndarray]:

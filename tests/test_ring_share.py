@@ -62,6 +62,23 @@ def test_read_span_drops_and_counts_rows_overwritten_before_the_read() -> None:
     assert len(rows) == 0 and lost == 6
 
 
+def test_read_span_of_some_cars_copies_only_theirs_and_cuts_by_the_same_mark() -> None:
+    ring = shared_ring(8)
+    ring.write(seq_rows(0, 6))  # chassis = sequence % 7
+    assert ring.handle is not None
+    span = Span(ring.handle, 0, 6)
+    rows, lost = read_span(span, [1, 4])
+    assert seqs(rows) == [1, 4] and lost == 0
+    ring.write(seq_rows(6, 5))  # overwrites sequences 0..2, car 1's row among them
+    rows, lost = read_span(span, [1, 4])
+    assert seqs(rows) == [4] and lost == 3
+    ring.write(seq_rows(11, 20))
+    rows, lost = read_span(span, [1, 4])
+    assert len(rows) == 0 and lost == 6
+    rows, lost = read_span(Span(ring.handle, 31, 31), [1])
+    assert len(rows) == 0 and lost == 0
+
+
 def test_read_span_counts_rows_a_write_in_progress_is_overwriting() -> None:
     """The ring marks how far a write reaches before it changes any row, so
     a reader that copies meanwhile drops the rows that write may have torn."""

@@ -198,9 +198,7 @@ def span_tick_job(
     (see ``ring_share``): only the span's sequence numbers cross the pipe.
 
     ``cars``: this shard's cars, or None for all of the span's."""
-    rows, lost = read_span(span)
-    if cars is not None:
-        rows = take_rows(rows, np.isin(rows["chassis"], cars))
+    rows, lost = read_span(span, cars)
     out = tick_job(rows, tracks, carries, options)
     out.lost = lost
     return out
