@@ -22,6 +22,7 @@ import numpy as np
 
 from . import powers_of_five
 from .schema import (
+    ALIAS_COLUMNS,
     ALIAS_OF,
     MAX_NAME_LEN,
     NUMBER_KEYS,
@@ -76,7 +77,7 @@ def _make_scanner() -> Any:
     fields: Any = POINT_DTYPE.fields
     return _row_scan.Scanner(
         keys=keys,
-        alias_columns=[NUMERIC_FIELDS.index(k.field) for k in NUMBER_KEYS[len(NUMERIC_FIELDS) :]],
+        alias_columns=list(ALIAS_COLUMNS),
         row_size=POINT_DTYPE.itemsize,
         off_t=fields["t"][1],
         off_recv_t=fields["recv_t"][1],

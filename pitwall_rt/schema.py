@@ -83,6 +83,8 @@ def _number_key(key: str) -> NumberKey:
 NUMBER_KEYS: Final = tuple(map(_number_key, (*NUMERIC_FIELDS, *NUMBER_ALIASES)))
 """Every numeric field, then every alias of one: the fast decoders' slots,
 in that order."""
+ALIAS_COLUMNS: Final = tuple(NUMERIC_FIELDS.index(ALIASES[a]) for a in NUMBER_ALIASES)
+"""The numeric column each of ``NUMBER_ALIASES`` fills when its field is absent."""
 
 
 LAP_SENTINEL: Final = 32768

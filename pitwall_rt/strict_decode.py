@@ -25,8 +25,8 @@ import msgspec
 import numpy as np
 
 from .schema import (
+    ALIAS_COLUMNS,
     ALIAS_OF,
-    ALIASES,
     MAX_NAME_LEN,
     NUMBER_ALIASES,
     NUMBER_KEYS,
@@ -163,7 +163,6 @@ def rows_from_points(points: list[Any], tables: Tables, now_s: float) -> np.ndar
 def _fill_aliases(matrix: np.ndarray, aliased: list[tuple[Any, ...]]) -> None:
     """Alias values where the canonical field is absent (the canonical one wins)."""
     values = np.array([a[1:] for a in aliased], dtype=np.float64).reshape(len(aliased), -1)
-    for k, alias in enumerate(NUMBER_ALIASES):
-        column = NUMERIC_FIELDS.index(ALIASES[alias])
+    for k, column in enumerate(ALIAS_COLUMNS):
         missing = np.isnan(matrix[:, column])
         matrix[missing, column] = values[missing, k]
