@@ -11,7 +11,7 @@ asyncio protocol, not aiohttp's client, to leave the server the CPU),
 against a bare aiohttp handler that only reads and parses the body; the
 targets take turns over several rounds and each reports its median.
 
-    python bench/ingest.py            # full run, ~3.5 minutes
+    python bench/ingest.py            # full run, ~3 minutes
     python bench/ingest.py --quick    # fewer, shorter steps
 """
 
