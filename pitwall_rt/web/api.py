@@ -16,13 +16,11 @@ from aiohttp import web
 from .. import row_scan
 from ..config import Settings
 from ..history import history_query, read_history
-from ..ingest.parse_process import ParserUnavailable
-from ..ingest.pipeline import Ingestor, IngestResult
 from ..ingest.udp import kernel_drops
 from ..loopwatch import LoopStats
-from ..payload import BodyError
 from ..points import rows_to_points
 from ..recording import list_sessions
+from .ingest_answer import answer_here, answer_in_parser, is_ndjson, parser_for
 from .keys import (
     COMPUTE,
     F1,
@@ -40,13 +38,6 @@ from .keys import (
     WEBSOCKETS,
 )
 from .metrics import Exposition
-
-LOOP_PARSE_MAX_BYTES = 64 * 1024
-"""Bodies up to this size (about 250 points, well under a millisecond to
-parse) are parsed in the loop: a round trip to the parse process costs more
-than that. Bigger ones go to the parse process, so they never hold up the
-broadcast."""
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
 
 def add_routes(app: web.Application, settings: Settings) -> None:
@@ -200,28 +191,16 @@ async def ingest(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = await request.read()
-    ndjson = request.content_type in NDJSON_TYPES
-    parser = request.app.get(PARSER)
-    try:
-        if parser is not None and len(body) > LOOP_PARSE_MAX_BYTES:
-            result = await parser.ingest_http(body, ndjson)
-        else:
-            result = _ingest_here(request.app[INGESTOR], body, ndjson)
-    except BodyError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
-    except ParserUnavailable:
-        raise web.HTTPServiceUnavailable(
-            text="the parse process restarted before storing this body; send it again",
-            headers={"Retry-After": "1"},
-        ) from None
-    return _json(
-        {"accepted": result.accepted, "rejected": result.rejected, "errors": result.errors}
+    ndjson = is_ndjson(request.headers.get("Content-Type", ""))
+    parser = parser_for(request.app.get(PARSER), body)
+    if parser is None:
+        answer = answer_here(request.app[INGESTOR], body, ndjson)
+    else:
+        answer = await answer_in_parser(parser, body, ndjson)
+    headers = {} if answer.retry_after_s is None else {"Retry-After": str(answer.retry_after_s)}
+    return web.Response(
+        body=answer.body, status=answer.status, content_type="application/json", headers=headers
     )
-
-
-def _ingest_here(ingestor: Ingestor, body: bytes, ndjson: bool) -> IngestResult:
-    """Parse and store a body in the loop (a small one, or ``INGEST_PARSER=loop``)."""
-    return ingestor.ingest_body(body, ndjson, "http")
 
 
 async def metrics(request: web.Request) -> web.Response:
