@@ -3,7 +3,8 @@
 Shutdown, in order, within about two seconds:
 1. stop ingest: close the UDP endpoint and ingest what it already received;
 2. flush: one last broadcast tick so clients get every accepted point;
-3. close WebSocket clients with 1001 (going away) and stop the HTTP site;
+3. stop the HTTP site (a lean ingest connection first writes the answer it
+   is waiting for), close WebSocket clients with 1001 (going away);
 4. tear down the rest (broadcast task, demo) in reverse start-up order.
 """
 
@@ -20,7 +21,8 @@ from aiohttp import web
 
 from .config import Settings
 from .web.app import create_app, stop_udp
-from .web.keys import HUB, UDP_SOCKET
+from .web.keys import HUB, INGESTOR, LEAN_HTTP, PARSER, SETTINGS, UDP_SOCKET
+from .web.lean_http import LeanIngest, LeanSite
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,13 @@ async def serve(settings: Settings, demo: bool = False) -> None:
     tune_gc()
     tune_gil()
     try:
-        site = web.TCPSite(runner, settings.HOST, settings.PORT, reuse_address=True)
+        site = LeanSite(
+            runner,
+            _lean_ingest(app, runner),
+            settings.HOST,
+            settings.PORT,
+            shutdown_timeout_s=SHUTDOWN_TIMEOUT_S,
+        )
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -107,6 +115,19 @@ async def serve(settings: Settings, demo: bool = False) -> None:
         app[HUB].tick()
     finally:
         await runner.cleanup()
+
+
+def _lean_ingest(app: web.Application, runner: web.AppRunner) -> LeanIngest:
+    settings = app[SETTINGS]
+    assert runner.server is not None  # set up
+    return LeanIngest(
+        app[INGESTOR],
+        app.get(PARSER),
+        app[LEAN_HTTP],
+        max_body_bytes=settings.MAX_BODY_BYTES,
+        api_key=settings.API_KEY,
+        aiohttp_protocol=runner.server,
+    )
 
 
 def _announce(runner: web.AppRunner, app: web.Application, settings: Settings, demo: bool) -> None:

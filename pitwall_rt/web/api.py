@@ -26,6 +26,7 @@ from .keys import (
     F1,
     HUB,
     INGESTOR,
+    LEAN_HTTP,
     LOOP_STATS,
     PARSER,
     RECORDER,
@@ -97,6 +98,7 @@ def health_counters(app: web.Application) -> dict[str, object]:
         "recording": app[RECORDER].health() if RECORDER in app else {},
         "s3": app[S3].stats() if S3 in app else {},
         "loop": _loop_counters(app[LOOP_STATS]),
+        "http": vars(app[LEAN_HTTP]),
     }
 
 

@@ -38,6 +38,7 @@ from .keys import (
     F1,
     HUB,
     INGESTOR,
+    LEAN_HTTP,
     LOOP_STATS,
     PARSER,
     RECORDER,
@@ -50,6 +51,7 @@ from .keys import (
     UDP_SOCKET,
     WEBSOCKETS,
 )
+from .lean_http import LeanStats
 from .middleware import error_middleware, make_auth_middleware
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ def create_app(settings: Settings, demo: bool = False) -> web.Application:
         stuck_s=settings.WS_STUCK_S,
     )
     app[TRACKS] = tracks
+    app[LEAN_HTTP] = LeanStats()
     app.cleanup_ctx.append(recording_context)
     app.cleanup_ctx.append(http_parser_context)
     app.cleanup_ctx.append(udp_context)

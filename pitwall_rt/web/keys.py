@@ -23,6 +23,7 @@ from ..recording import Recorder
 from ..ring import RingBuffer
 from ..tracks import Track
 from ..validate import Tables
+from .lean_http import LeanStats
 
 SETTINGS = web.AppKey("settings", Settings)
 RING = web.AppKey("ring", RingBuffer)
@@ -39,3 +40,4 @@ TRACKS = web.AppKey("tracks", dict[str, Track])
 LOOP_STATS = web.AppKey("loop_stats", LoopStats)
 RECORDER = web.AppKey("recorder", Recorder)
 S3 = web.AppKey("s3", S3Poller)
+LEAN_HTTP = web.AppKey("lean_http", LeanStats)
