@@ -8,8 +8,10 @@ as a ratio to the ceiling measured in the same run. Both UDP receivers are
 measured (``INGEST_PARSER=process``, the default, and ``loop``). For HTTP, 100-point
 batches are posted on 8 keep-alive connections for a fixed time (by a bare
 asyncio protocol, not aiohttp's client, to leave the server the CPU),
-against a bare aiohttp handler that only reads and parses the body; the
-targets take turns over several rounds and each reports its median.
+against a bare aiohttp handler that only reads and parses the body (the
+ceiling), and against a bare asyncio protocol that only finds the body and
+parses it (the loop thread's limit without an HTTP framework); the targets
+take turns over several rounds and each reports its median.
 
     python bench/ingest.py            # full run, ~3 minutes
     python bench/ingest.py --quick    # fewer, shorter steps
@@ -234,6 +236,8 @@ def http_rate(port: int, bodies: list[bytes], seconds: float) -> float:
     proc.join()
     if proc.exitcode != 0 or took.value <= 0:
         raise RuntimeError("the HTTP load generator failed")
+    if out.value == 0:
+        raise RuntimeError(f"no request to port {port} was answered")
     return out.value * 100 / took.value
 
 
@@ -282,6 +286,45 @@ def _bare_http(port: int) -> None:
     app.router.add_post("/api/ingest", handler)
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+class _BareProtocol(asyncio.Protocol):
+    """The least an HTTP/1.1 keep-alive server can do per ingest request:
+    find the head's end and Content-Length, orjson-parse the body, answer.
+    No routing, no validation, no storing: the loop thread's limit for this
+    load without any HTTP framework."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while (head_end := buffer.find(b"\r\n\r\n")) >= 0:
+            head = bytes(buffer[: head_end + 2]).lower()
+            start = head.index(b"content-length:") + 15
+            body_end = head_end + 4 + int(head[start : head.index(b"\r\n", start)])
+            if len(buffer) < body_end:
+                return
+            value = orjson.loads(bytes(buffer[head_end + 4 : body_end]))
+            del buffer[:body_end]
+            answer = orjson.dumps({"accepted": len(value)})
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+            )
+
+
+def _bare_protocol_http(port: int) -> None:
+    import uvloop
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_server(_BareProtocol, "127.0.0.1", port)
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
 
 
 def main() -> None:
@@ -364,15 +407,21 @@ def main() -> None:
             orjson.dumps(orjson.loads(b"[" + b",".join(single[i * 100 : (i + 1) * 100]) + b"]"))
             for i in range(len(single) // 100)
         ]
-        bare_port = free_port()
         ctx = mp.get_context("fork")
-        bare = ctx.Process(target=_bare_http, args=(bare_port,), daemon=True)
-        bare.start()
-        _wait_listening(bare_port)
-        ports = {"ceiling": bare_port, **{mode: srv.port for mode, srv in servers.items()}}
+        bare_ports = {"ceiling": free_port(), "protocol": free_port()}
+        bares = [
+            ctx.Process(target=_bare_http, args=(bare_ports["ceiling"],), daemon=True),
+            ctx.Process(target=_bare_protocol_http, args=(bare_ports["protocol"],), daemon=True),
+        ]
+        for bare in bares:
+            bare.start()
+        for port in bare_ports.values():
+            _wait_listening(port)
+        ports = {**bare_ports, **{mode: srv.port for mode, srv in servers.items()}}
         before = {mode: srv.accepted("http") for mode, srv in servers.items()}
         rates = interleaved_rates(ports, bodies, seconds, HTTP_ROUNDS[args.quick])
         ceiling = statistics.median(rates["ceiling"])
+        protocol = statistics.median(rates["protocol"])
         print("# HTTP rounds, points/s:", file=sys.stderr)
         for name, got in rates.items():
             print(f"#  {name}: " + ", ".join(f"{r:,.0f}" for r in got), file=sys.stderr)
@@ -387,10 +436,13 @@ def main() -> None:
                     f"{ceiling:,.0f}",
                     f"{ours_http / ceiling:.2f}",
                     f"8 keep-alive connections, median of {HTTP_ROUNDS[args.quick]} interleaved "
-                    f"{seconds:.0f} s rounds; ceiling = bare aiohttp + orjson",
+                    f"{seconds:.0f} s rounds; ceiling = bare aiohttp + orjson; "
+                    f"{ours_http / protocol:.2f} of a bare asyncio protocol + orjson "
+                    f"({protocol:,.0f})",
                 ]
             )
-        bare.terminate()
+        for bare in bares:
+            bare.terminate()
     finally:
         for srv in servers.values():
             srv.stop()
