@@ -15,6 +15,7 @@ import gc
 import logging
 import signal
 import sys
+from functools import partial
 
 import numpy as np
 from aiohttp import web
@@ -22,7 +23,8 @@ from aiohttp import web
 from .config import Settings
 from .web.app import create_app, stop_udp
 from .web.keys import HUB, INGESTOR, LEAN_HTTP, PARSER, SETTINGS, UDP_SOCKET
-from .web.lean_http import LeanIngest, LeanSite
+from .web.lean_http import KEEPALIVE_S, LeanIngest, LeanSite
+from .web.middleware import JsonErrorProtocol
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,11 @@ def warm_lazy_imports() -> None:
 async def serve(settings: Settings, demo: bool = False) -> None:
     app = create_app(settings, demo=demo)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        app,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        access_log=None,
+        keepalive_timeout=KEEPALIVE_S,
     )
     await runner.setup()
     warm_lazy_imports()
@@ -126,7 +132,15 @@ def _lean_ingest(app: web.Application, runner: web.AppRunner) -> LeanIngest:
         app[LEAN_HTTP],
         max_body_bytes=settings.MAX_BODY_BYTES,
         api_key=settings.API_KEY,
-        aiohttp_protocol=runner.server,
+        # The same arguments aiohttp's own factory (runner.server) would pass.
+        aiohttp_protocol=partial(
+            JsonErrorProtocol,
+            runner.server,
+            loop=asyncio.get_running_loop(),
+            access_log=None,  # type: ignore[arg-type]  # None turns the log off, as above
+            keepalive_timeout=KEEPALIVE_S,
+        ),
+        keepalive_s=KEEPALIVE_S,
     )
 
 

@@ -136,6 +136,32 @@ def test_lean_path_leaves_oversized_and_unkeyed_requests_to_aiohttp_errors(
         srv.stop()
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "why"),
+    [
+        (b"0\r\n\r\n", "Invalid method"),
+        (b"GET /api/health HTTP/1.1\r\nX-Long: " + b"a" * 10_000 + b"\r\n\r\n", "Got more than"),
+        (b"POST /api/ingest HTTP/1.1\r\nContent-Length: 2\r\nbad header\r\n\r\n{}", "header"),
+    ],
+    ids=["not-http", "line-too-long", "malformed-header"],
+)
+def test_lean_unparseable_requests_get_a_json_400_and_other_clients_are_unaffected(
+    server: ServerProcess, request_bytes: bytes, why: str
+) -> None:
+    good = Client(server.port)
+    bad = Client(server.port)
+    bad.send(request_bytes)
+    status, fields, answer = bad.answer()
+    assert status == 400 and fields["content-type"].startswith("application/json")
+    assert answer["error"].startswith("bad HTTP request: ") and why in answer["error"]
+    assert "\n" not in answer["error"]
+    assert bad.at_eof()
+    bad.close()
+    good.send(post(body_of(2, "GOOD")))
+    assert good.answer()[2]["accepted"] == 2
+    good.close()
+
+
 def test_lean_keep_alive_connection_does_not_delay_shutdown(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path).start()
     try:

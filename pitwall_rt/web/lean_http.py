@@ -43,9 +43,12 @@ from .ingest_head import MAX_HEAD_BYTES, IngestHead, parse_ingest_head
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 75.0
-"""A lean connection that sends nothing for this long is closed: aiohttp's
-own keep-alive timeout, so which path a client took does not change it."""
+KEEPALIVE_S = 3630.0
+"""A connection that sends nothing for this long is closed, on either path
+(the server gives aiohttp the same). aiohttp's default: longer than the
+3600 s idle timeout of common load balancers, so the server is rarely the
+side that closes a connection a client is about to reuse; most clients do
+not retry a POST that meets a closed connection."""
 SWEEP_S = 5.0
 """How often idle connections are looked for (at most)."""
 

@@ -2,7 +2,8 @@
 
 Every error leaves the server as ``{"error": "..."}`` with a 4xx/5xx status,
 never an HTML page or a traceback, including aiohttp's own errors (404,
-405, 413 from the body-size limit).
+405, 413 from the body-size limit), and requests aiohttp could not even
+parse, which never reach a middleware (``JsonErrorProtocol``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from .keys import SETTINGS
 
@@ -46,6 +48,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # A handler or aiohttp itself may answer an error without raising.
         return json_error(response.status, response.reason or "error")
     return response
+
+
+class JsonErrorProtocol(RequestHandler):
+    """aiohttp's connection protocol, answering a request it could not parse
+    (a bad method, an over-long line, a malformed header) with JSON like every
+    other error rather than aiohttp's plain text."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)  # logs; may refuse
+        if plain.status >= 500:
+            text = "internal error; see the server log"
+        else:
+            # aiohttp's parser messages point at the bad byte over several lines.
+            lines = (message or "").splitlines()
+            text = f"bad HTTP request: {lines[0].rstrip(':') if lines else plain.reason}"
+        response = json_error(plain.status, text)
+        response.force_close()
+        return response
 
 
 def _plain(exc: web.HTTPException) -> str:
