@@ -84,6 +84,10 @@ def test_lean_big_body_waits_for_the_parse_process_and_answers_stay_in_order(
     health = server.health()  # each health GET is a connection handed to aiohttp
     assert health["http"]["lean_requests"] == 3
     assert health["accepted"]["http"] == 1003
+    metrics = server.get("/metrics")[1]
+    assert "\npitwall_http_lean_requests_total 3\n" in metrics
+    handed_over = health["http"]["handed_over"] + 1  # and the metrics GET
+    assert f"\npitwall_http_handed_over_total {handed_over}\n" in metrics
 
 
 @pytest.mark.parametrize(

@@ -336,6 +336,17 @@ async def metrics(request: web.Request) -> web.Response:
         "Points the compute stage never saw.",
         [({}, compute.points_lost)],
     )
+    lean = app[LEAN_HTTP]
+    out.counter(
+        "pitwall_http_lean_requests_total",
+        "Ingest requests answered by the lean keep-alive path.",
+        [({}, lean.lean_requests)],
+    )
+    out.counter(
+        "pitwall_http_handed_over_total",
+        "HTTP connections handed to aiohttp at a request the lean path does not answer.",
+        [({}, lean.handed_over)],
+    )
     return web.Response(
         text=out.render(),
         content_type="text/plain",
