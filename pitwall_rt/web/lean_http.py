@@ -131,6 +131,9 @@ class LeanConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._head: IngestHead | None = None
+        """The head of the request whose body is still arriving."""
+        self._body_start = 0
         self._aiohttp: RequestHandler | None = None
         self._write_paused = False
         self._close_when_answered = False
@@ -226,22 +229,28 @@ class LeanConnection(asyncio.Protocol):
         buffer = self._buffer
         shared = self._shared
         while buffer and self._ready():
-            head_end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
-            if head_end < 0:
-                # Not a simple head (too long, or lines ending in a bare LF):
-                # aiohttp answers it, or waits for the rest of it.
-                if len(buffer) > MAX_HEAD_BYTES or b"\n\n" in buffer:
+            if self._head is None:
+                head_end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+                if head_end < 0:
+                    # Not a simple head (too long, or lines ending in a bare
+                    # LF): aiohttp answers it. Or the rest is still to come.
+                    if len(buffer) > MAX_HEAD_BYTES or b"\n\n" in buffer:
+                        self._hand_over()
+                    return
+                parsed = parse_ingest_head(bytes(buffer[:head_end]))
+                if parsed is None or not shared.accepts(parsed):
                     self._hand_over()
-                return
-            head = parse_ingest_head(bytes(buffer[:head_end]))
-            if head is None or not shared.accepts(head):
-                self._hand_over()
-                return
-            body_end = head_end + 4 + head.content_length
+                    return
+                # Kept while the body arrives, so a big body's every chunk
+                # costs a length check, not a parse.
+                self._head, self._body_start = parsed, head_end + 4
+            head, body_start = self._head, self._body_start
+            body_end = body_start + head.content_length
             if len(buffer) < body_end:
                 return
-            body = bytes(buffer[head_end + 4 : body_end])
+            body = bytes(buffer[body_start:body_end])
             del buffer[:body_end]
+            self._head = None
             shared.stats.lean_requests += 1
             ndjson = is_ndjson(head.content_type)
             parser = parser_for(shared.parser, body)
