@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import POINT_DTYPE, concat_rows, take_rows
+from .schema import POINT_DTYPE, column_of, concat_rows, take_across
 
 ORDERED_MACHINES = frozenset({"x86_64", "amd64"})
 """CPUs that keep stores in program order, and loads too, and store the
@@ -169,10 +169,8 @@ def read_span(span: Span, cars: list[int] | None = None) -> tuple[np.ndarray, in
     if cars is None:
         rows, offsets = concat_rows(parts), None
     else:  # each kept row's offset from ``begin``, to cut by the mark below
-        picked = [np.flatnonzero(np.isin(part["chassis"], cars)) for part in parts]
-        rows = concat_rows([take_rows(part, i) for part, i in zip(parts, picked, strict=True)])
-        starts = np.cumsum([0, *map(len, parts)])
-        offsets = np.concatenate([np.zeros(0, np.intp), *map(np.add, picked, starts)])
+        offsets = np.flatnonzero(np.isin(column_of(parts, "chassis"), cars))
+        rows = take_across(parts, offsets)
     fence()  # the copy's loads complete before the mark is read
     oldest_intact = int(shared.mark[0]) - capacity
     lost = max(0, min(oldest_intact, span.end) - span.begin)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,11 +12,13 @@ from hypothesis import strategies as st
 from pitwall_rt.schema import (
     NUMERIC_FIELDS,
     POINT_DTYPE,
+    column_of,
     concat_rows,
     copy_rows,
     empty_rows,
     id_order,
     put_numeric,
+    take_across,
     take_rows,
 )
 
@@ -119,3 +123,21 @@ def test_id_order_is_the_stable_argsort_for_small_and_wide_ids(
 ) -> None:
     values = np.array([i % 1024 if narrow else i for i in ids], dtype=np.int32)
     assert id_order(values).tolist() == np.argsort(values, kind="stable").tolist()
+
+
+@given(st.lists(st.integers(0, 6), max_size=4), st.data())
+def test_take_across_parts_equals_taking_from_the_joined_rows(
+    sizes: list[int], data: st.DataObject
+) -> None:
+    joined = empty_rows(sum(sizes))
+    joined["lapdist_m"] = np.arange(len(joined))
+    joined["chassis"] = np.arange(len(joined)) % 3
+    bounds = np.cumsum([0, *sizes])
+    parts = [joined[a:b] for a, b in itertools.pairwise(bounds)]
+    index = np.array(
+        sorted(data.draw(st.sets(st.integers(0, max(0, len(joined) - 1)), max_size=len(joined)))),
+        dtype=np.intp,
+    )
+    taken = take_across(parts, index)
+    assert taken["lapdist_m"].tolist() == joined["lapdist_m"][index].tolist()
+    assert column_of(parts, "chassis").tolist() == joined["chassis"].tolist()

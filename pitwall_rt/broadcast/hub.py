@@ -37,7 +37,7 @@ import orjson
 
 from ..points import decimate, rows_to_points
 from ..ring import RingBuffer
-from ..schema import as_records, concat_rows, empty_rows, take_rows
+from ..schema import as_records, column_of, concat_rows, empty_rows, take_across, take_rows
 from ..ticker import run_every
 from ..validate import Tables
 from .frames import text_frame
@@ -248,16 +248,7 @@ class Hub:
     def _decimated(self, parts: list[np.ndarray]) -> np.ndarray:
         """At most ``max_points`` rows a chassis, copied out of the views:
         only the chassis ids of the whole tick are read."""
-        ids = np.concatenate([part["chassis"] for part in parts])
-        keep = decimate(ids, self.max_points)  # sorted
-        starts = np.cumsum([0, *map(len, parts)])
-        cuts = np.searchsorted(keep, starts)
-        return concat_rows(
-            [
-                take_rows(part, keep[cuts[i] : cuts[i + 1]] - starts[i])
-                for i, part in enumerate(parts)
-            ]
-        )
+        return take_across(parts, decimate(column_of(parts, "chassis"), self.max_points))
 
     def _filter_chassis(self, rows: np.ndarray, chassis: frozenset[str] | None) -> np.ndarray:
         if chassis is None:

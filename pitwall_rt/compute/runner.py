@@ -67,7 +67,7 @@ from .. import fingerprint, ring_share
 from ..model import infer
 from ..ring import RingBuffer
 from ..ring_share import RingHandle, Span
-from ..schema import concat_rows
+from ..schema import column_of, concat_rows
 from ..strategy import RaceState, live_pit_windows
 from ..ticker import run_every
 from ..tracks import Track, resolve_track
@@ -331,7 +331,7 @@ class ComputeRunner:
         self._ticks_waiting = 0
         if not views.parts:
             return
-        counts = np.bincount(np.concatenate([part["chassis"] for part in views.parts]))
+        counts = np.bincount(column_of(views.parts, "chassis"))
         track_ids = _track_ids(views.parts)
         span = Span(handle, views.cursor - len(views), views.cursor)
         cars_of = assign_cars(counts, self._idle_workers())
