@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 from functools import partial
+from typing import Any
 
 import numpy as np
 from aiohttp import web
@@ -29,6 +30,9 @@ from .web.middleware import JsonErrorProtocol
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 1.0
+PROTOCOL_ARGS: dict[str, Any] = {"access_log": None, "keepalive_timeout": KEEPALIVE_S}
+"""aiohttp's per-connection protocol arguments, for the runner's own factory
+and for the lean path's hand-over alike (None turns the access log off)."""
 
 
 def install_loop(choice: str) -> str:
@@ -91,11 +95,7 @@ def warm_lazy_imports() -> None:
 async def serve(settings: Settings, demo: bool = False) -> None:
     app = create_app(settings, demo=demo)
     runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        access_log=None,
-        keepalive_timeout=KEEPALIVE_S,
+        app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S, **PROTOCOL_ARGS
     )
     await runner.setup()
     warm_lazy_imports()
@@ -132,15 +132,9 @@ def _lean_ingest(app: web.Application, runner: web.AppRunner) -> LeanIngest:
         app[LEAN_HTTP],
         max_body_bytes=settings.MAX_BODY_BYTES,
         api_key=settings.API_KEY,
-        # The same arguments aiohttp's own factory (runner.server) would pass.
         aiohttp_protocol=partial(
-            JsonErrorProtocol,
-            runner.server,
-            loop=asyncio.get_running_loop(),
-            access_log=None,  # type: ignore[arg-type]  # None turns the log off, as above
-            keepalive_timeout=KEEPALIVE_S,
+            JsonErrorProtocol, runner.server, loop=asyncio.get_running_loop(), **PROTOCOL_ARGS
         ),
-        keepalive_s=KEEPALIVE_S,
     )
 
 

@@ -12,6 +12,7 @@ from pitwall_rt.ingest.parse_process import ParseProcess, ParserUnavailable
 from pitwall_rt.ingest.pipeline import IngestResult
 from pitwall_rt.payload import BodyError
 from pitwall_rt.web.ingest_answer import (
+    INTERNAL_ERROR,
     LOOP_PARSE_MAX_BYTES,
     answer_here,
     answer_in_parser,
@@ -70,6 +71,22 @@ def test_ingest_answer_in_parser_maps_each_outcome_to_its_status() -> None:
     gone = in_parser(ParserUnavailable())
     assert (gone.status, gone.retry_after_s) == (503, 1)
     assert "send it again" in orjson.loads(gone.body)["error"]
+    bug = in_parser(RuntimeError("a bug"))
+    assert (bug.status, orjson.loads(bug.body)) == (500, {"error": INTERNAL_ERROR})
+
+
+def test_ingest_answer_here_answers_a_bug_with_500_and_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ingestor, _ = make_ingestor()
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    ingestor.ingest_body = broken  # type: ignore[method-assign]
+    answer = answer_here(ingestor, b"[]", False)
+    assert (answer.status, orjson.loads(answer.body)) == (500, {"error": INTERNAL_ERROR})
+    assert "RuntimeError: a bug" in caplog.text
 
 
 @pytest.mark.parametrize(

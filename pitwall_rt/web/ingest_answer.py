@@ -8,6 +8,7 @@ the same status and JSON from either.
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import orjson
@@ -23,6 +24,9 @@ than that. Bigger ones go to the parse process, so they never hold up the
 broadcast."""
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 INTERNAL_ERROR = "internal error; see the server log"
+"""The message of every 500 the server sends (the error middleware's too)."""
+
+log = logging.getLogger(__name__)
 
 
 class Answer(NamedTuple):
@@ -53,6 +57,8 @@ def answer_here(ingestor: Ingestor, body: bytes, ndjson: bool) -> Answer:
         result = ingestor.ingest_body(body, ndjson, "http")
     except BodyError as exc:
         return error_answer(400, str(exc))
+    except Exception:
+        return _internal_error()
     return _accepted(result)
 
 
@@ -65,7 +71,15 @@ async def answer_in_parser(parser: ParseProcess, body: bytes, ndjson: bool) -> A
     except ParserUnavailable:
         message = "the parse process restarted before storing this body; send it again"
         return Answer(503, orjson.dumps({"error": message}), retry_after_s=1)
+    except Exception:
+        return _internal_error()
     return _accepted(result)
+
+
+def _internal_error() -> Answer:
+    """A bug: logged with its traceback, answered 500 on either HTTP path."""
+    log.exception("unhandled error on POST /api/ingest")
+    return error_answer(500, INTERNAL_ERROR)
 
 
 def _accepted(result: IngestResult) -> Answer:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -31,17 +30,13 @@ from aiohttp.web_protocol import RequestHandler
 from ..ingest.parse_process import ParseProcess
 from ..ingest.pipeline import Ingestor
 from .ingest_answer import (
-    INTERNAL_ERROR,
     Answer,
     answer_here,
     answer_in_parser,
-    error_answer,
     is_ndjson,
     parser_for,
 )
 from .ingest_head import MAX_HEAD_BYTES, IngestHead, parse_ingest_head
-
-log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 3630.0
 """A connection that sends nothing for this long is closed, on either path
@@ -138,10 +133,14 @@ class LeanConnection(asyncio.Protocol):
         self._write_paused = False
         self._close_when_answered = False
         self._waiting: asyncio.Task[None] | None = None
-        self.busy = False
+        """The parse process's answer to a big body, while it is awaited."""
+        self.last_data = self._loop.time()
+
+    @property
+    def busy(self) -> bool:
         """Waiting for the parse process to answer a big body; reading is
         paused meanwhile, so requests are answered in order."""
-        self.last_data = self._loop.time()
+        return self._waiting is not None
 
     # asyncio.Protocol
 
@@ -188,9 +187,7 @@ class LeanConnection(asyncio.Protocol):
             self._aiohttp.resume_writing()
             return
         self._write_paused = False
-        if self._transport is not None and not self.busy:
-            self._transport.resume_reading()
-            self._serve()
+        self._resume()
 
     # The lean path
 
@@ -212,6 +209,15 @@ class LeanConnection(asyncio.Protocol):
         unsent answers)."""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.abort()
+
+    def _resume(self) -> None:
+        """Read and answer again, once neither the parse process nor a full
+        write buffer holds this connection."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self.busy or self._write_paused:
+            return
+        transport.resume_reading()
+        self._serve()
 
     def _ready(self) -> bool:
         """Whether the next request may be answered now."""
@@ -255,9 +261,8 @@ class LeanConnection(asyncio.Protocol):
             ndjson = is_ndjson(head.content_type)
             parser = parser_for(shared.parser, body)
             if parser is None:
-                self._answer(self._answer_here(body, ndjson), head.keep_alive)
+                self._answer(answer_here(shared.ingestor, body, ndjson), head.keep_alive)
             else:
-                self.busy = True
                 assert self._transport is not None
                 self._transport.pause_reading()
                 self._waiting = self._loop.create_task(
@@ -267,29 +272,13 @@ class LeanConnection(asyncio.Protocol):
             assert self._transport is not None
             self._transport.close()
 
-    def _answer_here(self, body: bytes, ndjson: bool) -> Answer:
-        try:
-            return answer_here(self._shared.ingestor, body, ndjson)
-        except Exception:
-            log.exception("unhandled error on POST /api/ingest")
-            return error_answer(500, INTERNAL_ERROR)
-
     async def _answer_later(
         self, parser: ParseProcess, body: bytes, ndjson: bool, keep_alive: bool
     ) -> None:
-        try:
-            answer = await answer_in_parser(parser, body, ndjson)
-        except Exception:
-            log.exception("unhandled error on POST /api/ingest")
-            answer = error_answer(500, INTERNAL_ERROR)
-        self.busy = False
+        answer = await answer_in_parser(parser, body, ndjson)
         self._waiting = None
         self._answer(answer, keep_alive)
-        if self._transport is None or self._transport.is_closing():
-            return
-        if not self._write_paused:
-            self._transport.resume_reading()
-        self._serve()
+        self._resume()
 
     def _answer(self, answer: Answer, keep_alive: bool) -> None:
         transport = self._transport

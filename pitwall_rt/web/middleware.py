@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from .ingest_answer import INTERNAL_ERROR
 from .keys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(exc.status, exc.reason if exc.text is None else _plain(exc))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(500, "internal error; see the server log")
+        return json_error(500, INTERNAL_ERROR)
     if response.status >= 400 and response.content_type != "application/json":
         # A handler or aiohttp itself may answer an error without raising.
         return json_error(response.status, response.reason or "error")
@@ -64,7 +65,7 @@ class JsonErrorProtocol(RequestHandler):
     ) -> web.StreamResponse:
         plain = super().handle_error(request, status, exc, message)  # logs; may refuse
         if plain.status >= 500:
-            text = "internal error; see the server log"
+            text = INTERNAL_ERROR
         else:
             # aiohttp's parser messages point at the bad byte over several lines.
             lines = (message or "").splitlines()
