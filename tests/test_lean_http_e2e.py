@@ -16,18 +16,8 @@ from typing import Any
 import pytest
 
 from .serverproc import UNIT_S, ServerProcess
+from .test_lean_http import answer_head, chunked, post
 from .test_server_e2e import point
-
-
-def post(body: bytes, *fields: str) -> bytes:
-    head = ["POST /api/ingest HTTP/1.1", "Host: t", f"Content-Length: {len(body)}", *fields]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def chunked(body: bytes, *fields: str) -> bytes:
-    head = ["POST /api/ingest HTTP/1.1", "Host: t", "Transfer-Encoding: chunked", *fields]
-    chunk = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + chunk + b"0\r\n\r\n"
 
 
 class Client:
@@ -44,13 +34,12 @@ class Client:
         while b"\r\n\r\n" not in self.pending:
             self._more()
         head, self.pending = self.pending.split(b"\r\n\r\n", 1)
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        fields = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        status, fields = answer_head(head)
         length = int(fields["content-length"])
         while len(self.pending) < length:
             self._more()
         body, self.pending = self.pending[:length], self.pending[length:]
-        return int(status_line.split()[1]), fields, json.loads(body)
+        return status, fields, json.loads(body)
 
     def at_eof(self) -> bool:
         return self.pending == b"" and self.sock.recv(1) == b""
