@@ -157,6 +157,19 @@ def cpu_per_point(
     return {role: (after[role] - before.get(role, 0.0)) / max(got, 1) * 1e6 for role in after}
 
 
+def _message(buffer: bytes | bytearray) -> tuple[bytes, int, int] | None:
+    """The buffered HTTP message's head (lower-cased), and where its body
+    starts and ends (the end may lie past what is buffered yet); None until
+    the head is complete. Both sides of the HTTP bench frame by this."""
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    head = bytes(buffer[: head_end + 2]).lower()
+    start = head.index(b"content-length:") + 15
+    length = int(head[start : head.index(b"\r\n", start)])
+    return head, head_end + 4, head_end + 4 + length
+
+
 class _Poster(asyncio.Protocol):
     """One keep-alive connection that posts the next body as soon as the
     previous answer is complete, until ``end``. A bare protocol rather than
@@ -175,17 +188,16 @@ class _Poster(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while (head_end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = self.buffer[:head_end].lower()
+        while (message := _message(self.buffer)) is not None:
+            head, _, end = message
             if not head.startswith(b"http/1.1 200"):
                 if not self.done.done():
                     self.done.set_exception(RuntimeError(f"ingest answered {head[:60]!r}"))
                 self.transport.close()
                 return
-            length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-            if len(self.buffer) < head_end + 4 + length:
+            if len(self.buffer) < end:
                 return
-            self.buffer = self.buffer[head_end + 4 + length :]
+            self.buffer = self.buffer[end:]
             self.answered += 1
             if time.monotonic() >= self.end:
                 self.transport.close()
@@ -301,13 +313,11 @@ class _BareProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
-        while (head_end := buffer.find(b"\r\n\r\n")) >= 0:
-            head = bytes(buffer[: head_end + 2]).lower()
-            start = head.index(b"content-length:") + 15
-            body_end = head_end + 4 + int(head[start : head.index(b"\r\n", start)])
+        while (message := _message(buffer)) is not None:
+            _, body_start, body_end = message
             if len(buffer) < body_end:
                 return
-            value = orjson.loads(bytes(buffer[head_end + 4 : body_end]))
+            value = orjson.loads(bytes(buffer[body_start:body_end]))
             del buffer[:body_end]
             answer = orjson.dumps({"accepted": len(value)})
             self.transport.write(
