@@ -88,7 +88,13 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(self._ready, timeout_s, f"server on port {self.port} (log {self.log_path})")
+        try:
+            wait_for(self._ready, timeout_s, f"server on port {self.port} (log {self.log_path})")
+        except BaseException:
+            # The caller never gets the server to stop: a server that never
+            # answered would otherwise outlive the test run.
+            self.stop()
+            raise
         return self
 
     def _ready(self) -> bool:
